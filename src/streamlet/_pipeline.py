@@ -1,0 +1,132 @@
+"""``Pipeline``: a thin builder over the graph, the planner and the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._stream import Stream
+from .connectors.collections import AsyncIterableReader, IterableReader
+from .core.graph import Graph
+from .core.keys import DEFAULT_MAX_PARALLELISM
+from .core.plan import Plan, compile_graph
+from .core.runtime import Job, JobResult, RuntimeOptions
+from .core.source import SourceReader
+from .errors import StreamletConfigError, StreamletError
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StreamletConfigError(f"{what} must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Settings:
+    workers: int
+    batch_size: int
+    channel_capacity: int
+    max_parallelism: int
+    scheduling_seed: int
+
+    def __post_init__(self) -> None:
+        _positive_int(self.workers, "workers")
+        if self.workers != 1:
+            raise StreamletConfigError(
+                f"workers={self.workers}: this version runs one process; use workers=1")
+        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.channel_capacity, "channel_capacity")
+        _positive_int(self.max_parallelism, "max_parallelism")
+        if not isinstance(self.scheduling_seed, int):
+            raise StreamletConfigError("scheduling_seed must be an int")
+
+
+class Pipeline:
+    """A dataflow job: sources, operators and sinks, built then run.
+
+    ``batch_size`` bounds the records per batch and ``channel_capacity`` the
+    batches buffered between two tasks, so a job holds at most about
+    ``batch_size * channel_capacity`` records per channel. ``scheduling_seed``
+    fixes which ready input a union reads next, so a run can be replayed.
+    """
+
+    def __init__(self, name: str = "pipeline", *, workers: int = 1, batch_size: int = 1024,
+                 channel_capacity: int = 8, max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+                 scheduling_seed: int = 0) -> None:
+        if not isinstance(name, str) or not name:
+            raise StreamletConfigError(f"a pipeline name is a non-empty str, not {name!r}")
+        self.name = name
+        self.settings = _Settings(workers, batch_size, channel_capacity, max_parallelism,
+                                  scheduling_seed)
+        self.graph = Graph()
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"
+
+    # -- sources ---------------------------------------------------------------------
+
+    def _source(self, name: str | None, default: str, make: Any) -> Stream:
+        node_name = self.graph.unique_name(name, default)
+        node = self.graph.add("source", node_name, [], make_source=lambda: make(node_name))
+        return Stream(self, node)
+
+    def from_iterable(self, iterable: Iterable[Any], *, name: str | None = None) -> Stream:
+        """A bounded source over a list, generator or any iterable.
+
+        The iterable is read on the event loop, so it should not block.
+        """
+        if not isinstance(iterable, Iterable):
+            raise StreamletConfigError(f"from_iterable() takes an iterable, not {iterable!r}")
+        size = self.settings.batch_size
+
+        def make(node_name: str) -> SourceReader:
+            return IterableReader(node_name, iterable, size)
+        return self._source(name, "from_iterable", make)
+
+    def from_async_iterable(self, iterable: AsyncIterable[Any], *,
+                            name: str | None = None) -> Stream:
+        """A source over an async iterable: bounded if it ends, unbounded if not."""
+        if not isinstance(iterable, AsyncIterable):
+            raise StreamletConfigError(
+                f"from_async_iterable() takes an async iterable, not {iterable!r}")
+        size = self.settings.batch_size
+
+        def make(node_name: str) -> SourceReader:
+            return AsyncIterableReader(node_name, iterable, size)
+        return self._source(name, "from_async_iterable", make)
+
+    # -- running ---------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """The physical plan this pipeline runs as (``plan().describe()`` prints it)."""
+        return compile_graph(self.graph)
+
+    def _options(self) -> RuntimeOptions:
+        s = self.settings
+        return RuntimeOptions(s.batch_size, s.channel_capacity, s.max_parallelism,
+                              s.scheduling_seed)
+
+    async def run_async(self) -> JobResult:
+        """Run inside a running event loop until every bounded input has ended.
+
+        Cancelling the awaiting task cancels the job and every task in it.
+        """
+        return await Job(self.plan(), self._options()).run()
+
+    def run(self) -> JobResult:
+        """Run until every bounded input has ended; uses uvloop when installed."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise StreamletError(
+                "Pipeline.run() was called inside a running event loop; "
+                "use 'await pipeline.run_async()' there instead")
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(self.run_async())
+        return uvloop.run(self.run_async())

@@ -1,0 +1,185 @@
+"""The Stream API: each call adds a node to the pipeline's logical graph.
+
+Nothing runs here. A ``Stream`` is a handle on one output (the main output,
+or a named side output) of one node; ``KeyedStream`` is the same handle read
+through a hash edge, which is what makes the keyed operators available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .core.async_call import AsyncCallOperator
+from .core.functions import UserFunction, check_on_error, resolve
+from .core.graph import DEAD_LETTER, Edge, Input, Node
+from .core.operator import Operator
+from .core.reduce import ReduceOperator
+from .core.stateless import (
+    CollectOperator,
+    FilterOperator,
+    FlatMapOperator,
+    KeyByOperator,
+    MapOperator,
+    PassThrough,
+    SinkOperator,
+)
+from .errors import StreamletConfigError
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+_SYNC_OPERATORS: dict[str, type[MapOperator]] = {
+    "map": MapOperator,
+    "filter": FilterOperator,
+    "flat_map": FlatMapOperator,
+    "key_by": KeyByOperator,
+    "sink": SinkOperator,
+}
+
+
+class Collected(list[Any]):
+    """The values a bounded run delivered to ``Stream.collect()``, in arrival order.
+
+    It is a list, emptied when a run starts and filled as the run goes.
+    """
+
+
+class _Outputs:
+    """What every handle on a node offers: its side outputs."""
+
+    def __init__(self, pipeline: Pipeline, node: Node, tag: str | None = None) -> None:
+        self._pipeline = pipeline
+        self._node = node
+        self._tag = tag
+
+    @property
+    def name(self) -> str:
+        """The name of the operator behind this stream."""
+        return self._node.name
+
+    def side_output(self, tag: str) -> Stream:
+        """The records this operator sent to the side output ``tag``."""
+        if not isinstance(tag, str) or not tag:
+            raise StreamletConfigError(f"a side output tag is a non-empty str, not {tag!r}")
+        return Stream(self._pipeline, self._node, tag)
+
+    def dead_letters(self) -> Stream:
+        """Records a user function failed on, as ``sl.DeadLetter`` values.
+
+        Filled only when the operator was given ``on_error="dead_letter"``.
+        """
+        if self._node.on_error != "dead_letter":
+            raise StreamletConfigError(
+                f"operator {self._node.name!r} has no dead-letter output; "
+                "give it on_error='dead_letter' first")
+        return self.side_output(DEAD_LETTER)
+
+
+class Sink(_Outputs):
+    """The end of a stream; its only output is the dead-letter one."""
+
+
+class Stream(_Outputs):
+    _edge = Edge.FORWARD
+
+    def _input(self) -> Input:
+        return Input(self._node, self._edge, self._tag)
+
+    def _user_node(self, kind: str, fn: Any, name: str | None, on_error: str | None) -> Node:
+        uf = resolve(fn, kind)
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name or uf.name, uf.default_name)
+        mode = check_on_error(on_error or uf.on_error or "fail", node_name)
+        if uf.is_async:
+            def make() -> Operator:
+                return AsyncCallOperator(node_name, kind, uf.call, is_async_gen=uf.is_async_gen,
+                                         concurrency=uf.concurrency, ordered=uf.ordered,
+                                         timeout_ms=uf.timeout_ms, on_error=mode)
+        else:
+            if uf.timeout_ms is not None or uf.concurrency > 1:
+                raise StreamletConfigError(
+                    f"operator {node_name!r}: concurrency= and timeout= apply to async "
+                    "functions; this one is a plain def, called inline")
+            cls = _SYNC_OPERATORS[kind]
+
+            def make() -> Operator:
+                return cls(node_name, uf.call, mode)
+        return graph.add(kind, node_name, [self._input()], make_operator=make, on_error=mode)
+
+    # -- stateless -------------------------------------------------------------------
+
+    def map(self, fn: Callable[[Any], Any], *, name: str | None = None,
+            on_error: str | None = None) -> Stream:
+        """One output per record: ``fn(value)``."""
+        return Stream(self._pipeline, self._user_node("map", fn, name, on_error))
+
+    def filter(self, fn: Callable[[Any], Any], *, name: str | None = None,
+               on_error: str | None = None) -> Stream:
+        """Keep the records for which ``fn(value)`` is true."""
+        return Stream(self._pipeline, self._user_node("filter", fn, name, on_error))
+
+    def flat_map(self, fn: Callable[[Any], Any], *, name: str | None = None,
+                 on_error: str | None = None) -> Stream:
+        """Zero or more outputs per record: everything ``fn(value)`` yields or returns."""
+        return Stream(self._pipeline, self._user_node("flat_map", fn, name, on_error))
+
+    def key_by(self, fn: Callable[[Any], Any], *, name: str | None = None,
+               on_error: str | None = None) -> KeyedStream:
+        """Partition by ``fn(value)``: str, int, float, bytes, bool, None or tuples of these."""
+        return KeyedStream(self._pipeline, self._user_node("key_by", fn, name, on_error))
+
+    def union(self, *others: Stream, name: str | None = None) -> Stream:
+        """All records of this stream and of ``others``, interleaved."""
+        if not others:
+            raise StreamletConfigError("union() needs at least one other stream")
+        for other in others:
+            if not isinstance(other, Stream) or other._pipeline is not self._pipeline:
+                raise StreamletConfigError(
+                    f"union() takes streams of the same pipeline, not {other!r}")
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name, "union")
+        node = graph.add("union", node_name, [s._input() for s in (self, *others)],
+                         make_operator=lambda: PassThrough(node_name))
+        return Stream(self._pipeline, node)
+
+    # -- sinks -----------------------------------------------------------------------
+
+    def sink(self, fn: Callable[[Any], Any], *, name: str | None = None,
+             on_error: str | None = None) -> Sink:
+        """Call ``fn(value)`` for every record; ``fn`` may be sync or async."""
+        return Sink(self._pipeline, self._user_node("sink", fn, name, on_error))
+
+    def collect(self, *, name: str | None = None) -> Collected:
+        """A list that the run fills with every value of this stream."""
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name, "collect")
+        target = Collected()
+
+        def make() -> Operator:
+            target.clear()
+            return CollectOperator(node_name, target)
+        graph.add("sink", node_name, [self._input()], make_operator=make)
+        return target
+
+
+class KeyedStream(Stream):
+    """A stream partitioned by key: keyed operators see one key's records in order."""
+
+    _edge = Edge.HASH
+
+    def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
+               on_error: str | None = None) -> Stream:
+        """A running reduce per key: emits ``fn(accumulator, value)`` for every record.
+
+        The first record of a key is its first accumulator, as in Flink.
+        """
+        uf: UserFunction = resolve(fn, "reduce")
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name or uf.name, uf.default_name)
+        mode = check_on_error(on_error or uf.on_error or "fail", node_name)
+
+        def make() -> Operator:
+            return ReduceOperator(node_name, uf.call, is_async=uf.is_async, on_error=mode)
+        node = graph.add("reduce", node_name, [self._input()], make_operator=make, on_error=mode)
+        return Stream(self._pipeline, node)

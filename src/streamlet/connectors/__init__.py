@@ -1,0 +1,1 @@
+"""Sources and sinks built on the core's ``SourceReader`` and operator seams."""

@@ -1,0 +1,1 @@
+"""The engine: batches, keys, graph, plan, runtime and primitive operators."""

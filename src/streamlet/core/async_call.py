@@ -1,0 +1,251 @@
+"""The async-I/O operator: ``async def`` user functions with bounded concurrency.
+
+Each record's call is a task; at most ``concurrency`` are in flight (counted
+until their result is emitted, as in Flink's ``AsyncWaitOperator``). An
+emitter task owned by the operator pushes results downstream as they become
+ready: in input order when ``ordered``, otherwise in completion order. It is
+the only thing that pushes downstream, so the chain after this operator is
+never entered by two coroutines at once.
+
+With ``concurrency=1`` there is nothing to overlap, so the calls are simply
+awaited one after another, without tasks or an emitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidKeyError, OperatorTimeoutError
+from .batch import Batch
+from .keys import is_valid_key
+from .operator import DeadLetter, Operator, OperatorContext
+
+KINDS = ("map", "filter", "flat_map", "key_by", "sink")
+
+
+class _CallTimedOut(Exception):
+    """Our own timeout fired (as opposed to a TimeoutError the user raised)."""
+
+
+class AsyncCallOperator(Operator):
+    def __init__(self, name: str, kind: str, fn: Callable[..., Any], *, is_async_gen: bool,
+                 concurrency: int, ordered: bool, timeout_ms: int | None,
+                 on_error: str) -> None:
+        assert kind in KINDS
+        self.name = name
+        self.kind = kind
+        self.fn = fn
+        self.is_async_gen = is_async_gen
+        self.concurrency = concurrency
+        self.ordered = ordered
+        self.timeout_ms = timeout_ms
+        self.on_error = on_error
+        # Entries are [task, value, key, timestamp, keyed]. Ordered mode keeps
+        # them in input order; unordered mode collects finished ones in
+        # ``_done`` and keeps the running tasks in ``_running``.
+        self._inflight: deque[list[Any]] = deque()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._done: deque[list[Any]] = deque()
+        self._count = 0
+        self._ending = False
+        self._wake: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._emitter: asyncio.Task[None] | None = None
+
+    def open(self, ctx: OperatorContext) -> None:
+        if self.concurrency > 1:
+            self._emitter = ctx.spawn(self._emit_loop(), f"{self.name} emitter")
+
+    # -- one call ---------------------------------------------------------------
+
+    async def _call(self, value: Any) -> Any:
+        if self.timeout_ms is None:
+            return await self._invoke(value)
+        scope = asyncio.timeout(self.timeout_ms / 1000)
+        try:
+            async with scope:
+                return await self._invoke(value)
+        except TimeoutError:
+            if scope.expired():
+                raise _CallTimedOut() from None
+            raise
+
+    async def _invoke(self, value: Any) -> Any:
+        if self.is_async_gen:
+            return [item async for item in self.fn(value)]
+        result = await self.fn(value)
+        if self.kind == "flat_map":
+            return list(result)
+        return result
+
+    def _error(self, value: Any, exc: BaseException) -> BaseException:
+        if isinstance(exc, _CallTimedOut):
+            return OperatorTimeoutError(self.name, value, self.timeout_ms or 0)
+        return exc
+
+    # -- shaping results into batches --------------------------------------------
+
+    def _collect(self, entries: list[list[Any]], has_keys: bool, has_ts: bool
+                 ) -> tuple[Batch, list[DeadLetter]]:
+        """Turn finished entries ``[result_or_exc, ok, value, key, ts]`` into a batch."""
+        kind = self.kind
+        values: list[Any] = []
+        keys: list[Any] | None = [] if has_keys or kind == "key_by" else None
+        tss: list[int] | None = [] if has_ts else None
+        dead: list[DeadLetter] = []
+        for result, ok, value, key, ts in entries:
+            if not ok:
+                self._fail(value, key, ts, has_keys, self._error(value, result), dead)
+                continue
+            if kind == "map":
+                values.append(result)
+            elif kind == "filter":
+                if not result:
+                    continue
+                values.append(value)
+            elif kind == "key_by":
+                if not is_valid_key(result):
+                    self._fail(value, key, ts, has_keys, InvalidKeyError(self.name, result), dead)
+                    continue
+                values.append(value)
+                key = result
+            elif kind == "flat_map":
+                n = len(result)
+                values.extend(result)
+                if keys is not None:
+                    keys.extend([key] * n)
+                if tss is not None:
+                    tss.extend([ts] * n)
+                continue
+            else:  # sink
+                continue
+            if keys is not None:
+                keys.append(key)
+            if tss is not None:
+                tss.append(ts)
+        return Batch(values, keys, tss), dead
+
+    def _fail(self, value: Any, key: Any, ts: int | None, has_key: bool, exc: BaseException,
+              dead: list[DeadLetter]) -> None:
+        self.failed(Batch([value], [key] if has_key else None, None if ts is None else [ts]),
+                    0, exc, None if self.on_error == "fail" else dead)
+
+    async def _emit(self, entries: list[list[Any]], has_keys: bool, has_ts: bool) -> None:
+        batch, dead = self._collect(entries, has_keys, has_ts)
+        if dead:
+            await self.emit_dead_letters(dead)
+        if batch.values and self.kind != "sink":
+            await self.output.push(batch)
+
+    # -- the input side ----------------------------------------------------------
+
+    async def process(self, batch: Batch) -> None:
+        if self._emitter is None:
+            await self._process_sequentially(batch)
+            return
+        loop = asyncio.get_running_loop()
+        keys = batch.keys
+        tss = batch.timestamps
+        call = self._call
+        for i, value in enumerate(batch.values):
+            while self._count >= self.concurrency:
+                self._room = loop.create_future()
+                await self._room
+            task = loop.create_task(call(value))
+            entry = [task, value, None if keys is None else keys[i], None if tss is None else tss[i],
+                     keys is not None]
+            self._count += 1
+            if self.ordered:
+                self._inflight.append(entry)
+                if len(self._inflight) == 1:
+                    self._wake_emitter()
+            else:
+                self._running.add(task)
+                task.add_done_callback(lambda _t, e=entry: self._finished(e))
+
+    def _finished(self, entry: list[Any]) -> None:
+        self._running.discard(entry[0])
+        self._done.append(entry)
+        self._wake_emitter()
+
+    def _wake_emitter(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _process_sequentially(self, batch: Batch) -> None:
+        keys = batch.keys
+        tss = batch.timestamps
+        entries: list[list[Any]] = []
+        for i, value in enumerate(batch.values):
+            try:
+                entries.append([await self._call(value), True, value,
+                                None if keys is None else keys[i], None if tss is None else tss[i]])
+            except Exception as exc:
+                entries.append([exc, False, value,
+                                None if keys is None else keys[i], None if tss is None else tss[i]])
+        await self._emit(entries, keys is not None, tss is not None)
+
+    async def end_input(self) -> None:
+        if self._emitter is not None:
+            self._ending = True
+            self._wake_emitter()
+            await asyncio.wait((self._emitter,))
+            self._emitter.result()  # re-raise the emitter's failure here too
+        await self.output.end()
+
+    # -- the output side ---------------------------------------------------------
+
+    async def _emit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            ready = self._take_ready()
+            if ready:
+                self._count -= len(ready)
+                room = self._room
+                if room is not None and not room.done():
+                    room.set_result(None)
+                await self._emit([self._as_result(e) for e in ready], ready[0][4],
+                                 ready[0][3] is not None)
+                continue
+            if self._ending and not self._count:
+                return
+            if self.ordered and self._inflight:
+                await asyncio.wait((self._inflight[0][0],))
+                continue
+            self._wake = loop.create_future()
+            await self._wake
+            self._wake = None
+
+    def _take_ready(self) -> list[list[Any]]:
+        ready: list[list[Any]] = []
+        if self.ordered:
+            inflight = self._inflight
+            while inflight and inflight[0][0].done():
+                ready.append(inflight.popleft())
+        else:
+            ready.extend(self._done)
+            self._done.clear()
+        return ready
+
+    @staticmethod
+    def _as_result(entry: list[Any]) -> list[Any]:
+        task, value, key, ts, _ = entry
+        if task.cancelled():
+            return [asyncio.CancelledError(), False, value, key, ts]
+        exc = task.exception()
+        if exc is not None:
+            return [exc, False, value, key, ts]
+        return [task.result(), True, value, key, ts]
+
+    async def close(self) -> None:
+        for entry in self._inflight:
+            entry[0].cancel()
+        for task in self._running:
+            task.cancel()
+        self._inflight.clear()
+        self._running.clear()
+        self._done.clear()

@@ -1,0 +1,63 @@
+"""Records travel in columnar batches.
+
+A record is ``(value, key, timestamp)``. A batch keeps them as parallel lists
+so that a fused ``map`` is one C-level loop over ``values`` and no tuple is
+built per record. ``keys`` is ``None`` on a stream that is not keyed and
+``timestamps`` is ``None`` on a stream that has none, which is the common,
+fast case.
+
+A batch is never mutated after it is emitted: a chain may hand the same batch
+to several consumers (fan-out), so operators build new lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Batch:
+    __slots__ = ("values", "keys", "timestamps")
+
+    def __init__(self, values: list[Any], keys: list[Any] | None = None,
+                 timestamps: list[int] | None = None) -> None:
+        self.values = values
+        self.keys = keys
+        self.timestamps = timestamps
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return (f"Batch({len(self.values)} records, keyed={self.keys is not None}, "
+                f"timestamped={self.timestamps is not None})")
+
+    def slice(self, start: int, stop: int) -> Batch:
+        keys = self.keys
+        ts = self.timestamps
+        return Batch(self.values[start:stop],
+                     None if keys is None else keys[start:stop],
+                     None if ts is None else ts[start:stop])
+
+    def select(self, indices: list[int]) -> Batch:
+        """The records at ``indices``, in that order."""
+        values = self.values
+        keys = self.keys
+        ts = self.timestamps
+        return Batch([values[i] for i in indices],
+                     None if keys is None else [keys[i] for i in indices],
+                     None if ts is None else [ts[i] for i in indices])
+
+    def record(self, index: int) -> tuple[Any, Any, int | None]:
+        keys = self.keys
+        ts = self.timestamps
+        return (self.values[index],
+                None if keys is None else keys[index],
+                None if ts is None else ts[index])
+
+
+def split(batch: Batch, max_size: int) -> list[Batch]:
+    """Cut an oversized batch (a flat_map can multiply one) into bounded ones."""
+    n = len(batch.values)
+    if n <= max_size:
+        return [batch]
+    return [batch.slice(i, i + max_size) for i in range(0, n, max_size)]

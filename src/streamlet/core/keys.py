@@ -1,0 +1,104 @@
+"""Stable key hashing: the same key lands in the same key group in every
+process, run and version, whatever ``PYTHONHASHSEED`` says.
+
+Python's ``hash()`` is salted per process for str and bytes, so it cannot
+route records between worker processes or name the key group a snapshot
+belongs to. Instead a key is encoded canonically and hashed with CRC-32,
+whose bits are then spread with murmur3's finaliser (as Flink does with
+``MathUtils.murmurHash``) before taking the key group.
+
+The encoding respects Python equality: ``1``, ``1.0`` and ``True`` are one
+dict key, so they must be one key group too, or a key would move between
+workers depending on which spelling arrived.
+
+Computing a key group costs far more than a dict lookup, so the single
+process hot path never does it: it is computed where records cross
+processes and where state is written to a snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from typing import Any
+
+from ..errors import InvalidKeyError
+
+DEFAULT_MAX_PARALLELISM = 128
+
+_SCALARS = (str, int, float, bytes, bool, type(None))
+_pack_double = struct.Struct(">d").pack
+
+
+def is_valid_key(key: Any) -> bool:
+    t = type(key)
+    if t is tuple:
+        return all(is_valid_key(k) for k in key)
+    return t in _SCALARS
+
+
+def check_key(operator: str, key: Any) -> None:
+    if not is_valid_key(key):
+        raise InvalidKeyError(operator, key)
+
+
+def _encode(key: Any, out: bytearray) -> None:
+    t = type(key)
+    if t is bool:
+        key = int(key)
+        t = int
+    elif t is float:
+        if key.is_integer():
+            key = int(key)
+            t = int
+        elif math.isnan(key):
+            out += b"n"
+            return
+    if t is str:
+        data = key.encode("utf-8", "surrogatepass")
+        out += b"s" + len(data).to_bytes(4, "big") + data
+    elif t is int:
+        length = (key.bit_length() + 8) // 8
+        out += b"i" + length.to_bytes(4, "big") + key.to_bytes(length, "big", signed=True)
+    elif t is float:
+        out += b"f" + _pack_double(key)
+    elif t is bytes:
+        out += b"b" + len(key).to_bytes(4, "big") + key
+    elif key is None:
+        out += b"0"
+    elif t is tuple:
+        out += b"t" + len(key).to_bytes(4, "big")
+        for item in key:
+            _encode(item, out)
+    else:
+        raise TypeError(type(key).__name__)
+
+
+def encode_key(key: Any) -> bytes:
+    """The canonical bytes of a key; equal keys give equal bytes."""
+    out = bytearray()
+    try:
+        _encode(key, out)
+    except TypeError:
+        raise InvalidKeyError("key_by", key) from None
+    return bytes(out)
+
+
+def _fmix32(h: int) -> int:
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+def stable_hash(key: Any) -> int:
+    """A 32-bit hash of a key that is the same in every process."""
+    return _fmix32(zlib.crc32(encode_key(key)))
+
+
+def key_group(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
+    """The key group, in ``range(max_parallelism)``, that owns ``key``."""
+    return stable_hash(key) % max_parallelism

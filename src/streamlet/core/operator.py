@@ -1,0 +1,154 @@
+"""The operator contract and the outputs that join operators together.
+
+An operator receives whole batches and pushes whole batches; it never sees
+one record per ``await``. Operators fused into one chain call each other
+directly through :class:`Output`; the last operator of a chain pushes into a
+channel instead. ``end_input`` flows down the same path as the data, so an
+operator that holds records back (an async call in flight, a window) emits
+them before it passes the end on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..errors import StreamletError, UserFunctionError
+from .batch import Batch
+from .graph import DEAD_LETTER
+
+
+class Output:
+    """Where an operator's batches go."""
+
+    async def push(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def end(self) -> None:
+        raise NotImplementedError
+
+
+class Discard(Output):
+    """The output of a sink, or of a side output nobody reads."""
+
+    async def push(self, batch: Batch) -> None:
+        return None
+
+    async def end(self) -> None:
+        return None
+
+
+class Chained(Output):
+    """Function-to-function call into the next operator of the chain."""
+
+    __slots__ = ("push", "end")
+
+    def __init__(self, operator: Operator) -> None:
+        self.push = operator.process  # type: ignore[method-assign]  # bound once, called per batch
+        self.end = operator.end_input  # type: ignore[method-assign]
+
+
+class Broadcast(Output):
+    """Fan-out: the same (immutable) batch to several consumers."""
+
+    def __init__(self, outputs: list[Output]) -> None:
+        self.outputs = outputs
+
+    async def push(self, batch: Batch) -> None:
+        for out in self.outputs:
+            await out.push(batch)
+
+    async def end(self) -> None:
+        for out in self.outputs:
+            await out.end()
+
+
+def fan_out(outputs: list[Output]) -> Output:
+    if not outputs:
+        return Discard()
+    if len(outputs) == 1:
+        return outputs[0]
+    return Broadcast(outputs)
+
+
+class DeadLetter:
+    """A record a user function failed on, with the failure.
+
+    Routed to the operator's ``"dead_letter"`` side output when the operator
+    was given ``on_error="dead_letter"``.
+    """
+
+    __slots__ = ("operator", "value", "error", "key", "timestamp")
+
+    def __init__(self, operator: str, value: Any, error: BaseException, key: Any = None,
+                 timestamp: int | None = None) -> None:
+        self.operator = operator
+        self.value = value
+        self.error = error
+        self.key = key
+        self.timestamp = timestamp
+
+    @property
+    def error_message(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+    def __repr__(self) -> str:
+        return (f"DeadLetter(operator={self.operator!r}, value={self.value!r}, "
+                f"error={self.error_message!r})")
+
+
+class OperatorContext:
+    """What the runtime gives an operator when it opens."""
+
+    def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
+                 max_parallelism: int) -> None:
+        self.spawn = spawn
+        self.max_parallelism = max_parallelism
+
+
+class Operator:
+    """A runtime operator. Subclasses override ``process`` and maybe the rest."""
+
+    name: str = "operator"
+    output: Output
+    side_outputs: dict[str, Output]
+    on_error: str = "fail"
+
+    def wire(self, output: Output, side_outputs: dict[str, Output]) -> None:
+        self.output = output
+        self.side_outputs = side_outputs
+
+    def open(self, ctx: OperatorContext) -> None:
+        """Called once before the first batch."""
+
+    async def process(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def end_input(self) -> None:
+        """The input has ended: flush anything held back, then pass the end on."""
+        await self.output.end()
+
+    async def close(self) -> None:
+        """Called once when the job stops, normally or not; release resources."""
+
+    # -- failures in user functions ------------------------------------------------
+
+    def failed(self, batch: Batch, index: int, exc: BaseException,
+               dead: list[DeadLetter] | None) -> None:
+        """Record a failure on ``batch[index]``: raise, or keep it as a dead letter."""
+        value, key, ts = batch.record(index)
+        if isinstance(exc, StreamletError) and not isinstance(exc, UserFunctionError):
+            error: BaseException = exc
+        else:
+            error = UserFunctionError(self.name, value, exc, key, batch.keys is not None)
+            error.__cause__ = exc
+        if dead is None:
+            raise error
+        dead.append(DeadLetter(self.name, value, exc, key, ts))
+
+    async def emit_dead_letters(self, dead: list[DeadLetter]) -> None:
+        if dead:
+            timestamps = None
+            if dead[0].timestamp is not None:
+                timestamps = [d.timestamp for d in dead]
+            await self.side_outputs[DEAD_LETTER].push(Batch(list(dead), None, timestamps))  # type: ignore[arg-type]

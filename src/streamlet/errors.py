@@ -1,0 +1,108 @@
+"""Every error streamlet raises, in one tree.
+
+::
+
+    StreamletError
+    ├── StreamletConfigError (ValueError)       a pipeline or setting that cannot run
+    ├── InvalidKeyError (TypeError)             a key_by produced a key of an unsupported type
+    ├── SourceError                             a source failed while reading; the cause is chained
+    ├── UserFunctionError                       a user function raised; the cause is chained
+    │   └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
+    └── JobCancelledError                       the job was cancelled before it finished
+
+Errors raised from inside a running operator say which operator, and where a
+record is involved they show it (its repr cut short), so that the message
+alone tells a user where to look. Each one also subclasses the builtin a user
+would naturally catch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_REPR_LIMIT = 200
+
+
+def short_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
+    """A repr that never floods a log line, and never raises."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not hide the real error
+        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+class StreamletError(Exception):
+    """The root of every error streamlet raises."""
+
+
+class StreamletConfigError(StreamletError, ValueError):
+    """A pipeline, operator or setting that cannot run as written."""
+
+
+class InvalidKeyError(StreamletError, TypeError):
+    """A key selector returned a value that cannot be a key."""
+
+    def __init__(self, operator: str, key: Any) -> None:
+        self.operator = operator
+        self.key = key
+        super().__init__(
+            f"operator {operator!r}: key {short_repr(key)} of type {type(key).__name__} "
+            "cannot be a key; keys must be str, int, float, bytes, bool, None "
+            "or tuples of these. Return one of those from the key selector."
+        )
+
+
+class SourceError(StreamletError):
+    """A source failed while reading; ``position`` says how far it had got."""
+
+    def __init__(self, source: str, position: str, cause: BaseException) -> None:
+        self.source = source
+        self.position = position
+        super().__init__(f"source {source!r}, {position}: {type(cause).__name__}: {cause}")
+
+
+class UserFunctionError(StreamletError):
+    """A user function raised while processing a record.
+
+    The original exception is the ``__cause__``; ``operator`` and ``record``
+    say where it happened.
+    """
+
+    def __init__(self, operator: str, record: Any, cause: BaseException, key: Any = None,
+                 has_key: bool = False) -> None:
+        self.operator = operator
+        self.record = record
+        self.key = key
+        where = f"operator {operator!r}"
+        if has_key:
+            where += f", key {short_repr(key, 60)}"
+        super().__init__(
+            f"{where}: {type(cause).__name__}: {cause} "
+            f"while processing record {short_repr(record)}. "
+            "Fix the function, or pass on_error='dead_letter' to the operator "
+            "to route such records to its dead-letter output and keep going."
+        )
+
+
+class OperatorTimeoutError(UserFunctionError, TimeoutError):
+    """An async user function did not finish within the operator's timeout."""
+
+    def __init__(self, operator: str, record: Any, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        cause = TimeoutError(f"no result after {timeout_ms} ms")
+        super().__init__(operator, record, cause)
+        self.args = (
+            f"operator {operator!r}: async call timed out after {timeout_ms} ms "
+            f"on record {short_repr(record)}. Raise the operator's timeout=, "
+            "or pass on_error='dead_letter' to route such records aside.",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobCancelledError(StreamletError):
+    """The job was cancelled before its inputs ended."""
