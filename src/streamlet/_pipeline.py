@@ -126,7 +126,7 @@ class Pipeline:
                 "Pipeline.run() was called inside a running event loop; "
                 "use 'await pipeline.run_async()' there instead")
         try:
-            import uvloop
+            import uvloop  # noqa: PLC0415  # optional: only where the platform has it
         except ImportError:
             return asyncio.run(self.run_async())
         return uvloop.run(self.run_async())

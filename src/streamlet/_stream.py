@@ -23,13 +23,14 @@ from .core.stateless import (
     MapOperator,
     PassThrough,
     SinkOperator,
+    _UserOperator,
 )
 from .errors import StreamletConfigError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
 
-_SYNC_OPERATORS: dict[str, type[MapOperator]] = {
+_SYNC_OPERATORS: dict[str, type[_UserOperator]] = {
     "map": MapOperator,
     "filter": FilterOperator,
     "flat_map": FlatMapOperator,

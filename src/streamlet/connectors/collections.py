@@ -10,14 +10,15 @@ ones without waiting for a batch to fill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from ..core.batch import Batch
-from ..core.source import SourceReader
-from ..errors import SourceError
+from streamlet.core.batch import Batch
+from streamlet.core.source import SourceReader
+from streamlet.errors import SourceError
 
 
 class IterableReader(SourceReader):
@@ -109,7 +110,6 @@ class AsyncIterableReader(SourceReader):
             await asyncio.wait((pump,))
         aclose = getattr(self._iterable, "aclose", None)
         if aclose is not None:
-            try:
+            # an async generator still running in its pump cannot be closed twice
+            with contextlib.suppress(RuntimeError):
                 await aclose()
-            except RuntimeError:
-                pass  # an async generator still running in its pump cannot be closed twice

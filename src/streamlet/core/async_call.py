@@ -14,11 +14,13 @@ awaited one after another, without tasks or an emitter.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidKeyError, OperatorTimeoutError
+from streamlet.errors import InvalidKeyError, OperatorTimeoutError
+
 from .batch import Batch
 from .keys import is_valid_key
 from .operator import DeadLetter, Operator, OperatorContext
@@ -111,7 +113,11 @@ class AsyncCallOperator(Operator):
                     self._fail(value, key, ts, has_keys, InvalidKeyError(self.name, result), dead)
                     continue
                 values.append(value)
-                key = result
+                if keys is not None:
+                    keys.append(result)
+                if tss is not None:
+                    tss.append(ts)
+                continue
             elif kind == "flat_map":
                 n = len(result)
                 values.extend(result)
@@ -155,8 +161,8 @@ class AsyncCallOperator(Operator):
                 self._room = loop.create_future()
                 await self._room
             task = loop.create_task(call(value))
-            entry = [task, value, None if keys is None else keys[i], None if tss is None else tss[i],
-                     keys is not None]
+            entry = [task, value, None if keys is None else keys[i],
+                     None if tss is None else tss[i], keys is not None]
             self._count += 1
             if self.ordered:
                 self._inflight.append(entry)
@@ -164,9 +170,9 @@ class AsyncCallOperator(Operator):
                     self._wake_emitter()
             else:
                 self._running.add(task)
-                task.add_done_callback(lambda _t, e=entry: self._finished(e))
+                task.add_done_callback(functools.partial(self._finished, entry))
 
-    def _finished(self, entry: list[Any]) -> None:
+    def _finished(self, entry: list[Any], _task: asyncio.Task[Any]) -> None:
         self._running.discard(entry[0])
         self._done.append(entry)
         self._wake_emitter()

@@ -16,7 +16,7 @@ from typing import Any
 
 
 class Batch:
-    __slots__ = ("values", "keys", "timestamps")
+    __slots__ = ("keys", "timestamps", "values")
 
     def __init__(self, values: list[Any], keys: list[Any] | None = None,
                  timestamps: list[int] | None = None) -> None:

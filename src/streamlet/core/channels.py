@@ -66,10 +66,8 @@ class Channel:
             self._records += n
             self._batches += 1
             self._records_sent += n
-            if self._records > self._max_records:
-                self._max_records = self._records
-        if len(buffer) > self._max_buffered:
-            self._max_buffered = len(buffer)
+            self._max_records = max(self._max_records, self._records)
+        self._max_buffered = max(self._max_buffered, len(buffer))
         gate = self.gate
         if gate is not None:
             gate.wake()

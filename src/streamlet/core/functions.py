@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from ..errors import StreamletConfigError
+from streamlet.errors import StreamletConfigError
 
 ON_ERROR_CHOICES = ("fail", "dead_letter")
 
@@ -44,19 +44,26 @@ def check_on_error(on_error: str, operator: str) -> str:
     return on_error
 
 
+def _call_method(fn: Any) -> Any:
+    """The ``__call__`` of a callable object, for objects that define one in Python."""
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return None
+    return vars(type(fn)).get("__call__")
+
+
 def is_async_callable(fn: Any) -> bool:
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return call is not None and not inspect.isfunction(fn) and (
+    call = _call_method(fn)
+    return call is not None and (
         inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
 
 
 def _is_async_gen(fn: Any) -> bool:
     if inspect.isasyncgenfunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return call is not None and not inspect.isfunction(fn) and inspect.isasyncgenfunction(call)
+    call = _call_method(fn)
+    return call is not None and inspect.isasyncgenfunction(call)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StreamletConfigError
+from streamlet.errors import StreamletConfigError
 
 if TYPE_CHECKING:
     from .operator import Operator

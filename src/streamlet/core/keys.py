@@ -23,7 +23,7 @@ import struct
 import zlib
 from typing import Any
 
-from ..errors import InvalidKeyError
+from streamlet.errors import InvalidKeyError
 
 DEFAULT_MAX_PARALLELISM = 128
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import StreamletError, UserFunctionError
+from streamlet.errors import StreamletError, UserFunctionError
+
 from .batch import Batch
 from .graph import DEAD_LETTER
 
@@ -41,7 +42,7 @@ class Discard(Output):
 class Chained(Output):
     """Function-to-function call into the next operator of the chain."""
 
-    __slots__ = ("push", "end")
+    __slots__ = ("end", "push")
 
     def __init__(self, operator: Operator) -> None:
         self.push = operator.process  # type: ignore[method-assign]  # bound once, called per batch
@@ -78,7 +79,7 @@ class DeadLetter:
     was given ``on_error="dead_letter"``.
     """
 
-    __slots__ = ("operator", "value", "error", "key", "timestamp")
+    __slots__ = ("error", "key", "operator", "timestamp", "value")
 
     def __init__(self, operator: str, value: Any, error: BaseException, key: Any = None,
                  timestamp: int | None = None) -> None:

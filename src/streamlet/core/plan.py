@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import StreamletConfigError
+from streamlet.errors import StreamletConfigError
+
 from .graph import DEAD_LETTER, Edge, Graph, Input, Node
 
 

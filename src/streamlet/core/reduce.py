@@ -55,7 +55,7 @@ class ReduceOperator(Operator):
         while start < n:
             try:
                 for key, value in zip(keys[start:] if start else keys,
-                                      values[start:] if start else values):
+                                      values[start:] if start else values, strict=True):
                     acc = get(key, _MISSING)
                     acc = value if acc is _MISSING else fn(acc, value)
                     state[key] = acc
@@ -76,15 +76,17 @@ class ReduceOperator(Operator):
         fn = self.fn
         out: list[Any] = []
         bad: list[int] = []
-        for index, (key, value) in enumerate(zip(keys, batch.values)):
+        for index, (key, value) in enumerate(zip(keys, batch.values, strict=True)):
             acc = state.get(key, _MISSING)
-            if acc is not _MISSING:
+            if acc is _MISSING:
+                acc = value
+            else:
                 try:
-                    value = await fn(acc, value)
+                    acc = await fn(acc, value)
                 except Exception as exc:
                     self.failed(batch, index, exc, dead)
                     bad.append(index)
                     continue
-            state[key] = value
-            out.append(value)
+            state[key] = acc
+            out.append(acc)
         return out, bad

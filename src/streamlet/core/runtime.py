@@ -14,7 +14,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StreamletError
+from streamlet.errors import StreamletError
+
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
 from .control import END_OF_INPUT
 from .graph import Node
@@ -185,7 +186,9 @@ class Job:
 
     async def _close_all(self) -> list[BaseException]:
         errors: list[BaseException] = []
-        for closable in [*self.readers.values(), *self.operators.values()]:
+        closables: list[SourceReader | Operator] = [*self.readers.values(),
+                                                   *self.operators.values()]
+        for closable in closables:
             try:
                 await closable.close()
             except Exception as exc:  # keep closing the rest

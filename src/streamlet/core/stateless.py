@@ -11,17 +11,18 @@ record.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, compress
 from typing import Any
 
-from ..errors import InvalidKeyError
+from streamlet.errors import InvalidKeyError
+
 from .batch import Batch
 from .keys import is_valid_key
 from .operator import DeadLetter, Operator
 
 _SCALAR_KEY_TYPES = frozenset((str, int, float, bytes, bool, type(None)))
-_drain = deque(maxlen=0).extend
+_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 
 
 def run_guarded(op: Operator, batch: Batch, consume: Callable[[Iterator[Any]], Any],
@@ -33,16 +34,17 @@ def run_guarded(op: Operator, batch: Batch, consume: Callable[[Iterator[Any]], A
     values = batch.values
     n = len(values)
     it = iter(values)
+    remaining = it.__length_hint__  # type: ignore[attr-defined]  # list iterators have it
     bad: list[int] = []
     while True:
         try:
             consume(it)
         except Exception as exc:
-            index = n - it.__length_hint__() - 1
+            index = n - remaining() - 1
             op.failed(batch, index, exc, dead)
             bad.append(index)
             continue
-        left = it.__length_hint__()
+        left = remaining()
         if not left:
             return bad
         # A StopIteration escaping the user function ends a C loop early and
