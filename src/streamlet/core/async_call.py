@@ -186,9 +186,12 @@ class AsyncCallOperator(Operator):
         keys = batch.keys
         tss = batch.timestamps
         entries: list[list[Any]] = []
+        # Without a timeout or results to reshape, the user's coroutine is awaited directly.
+        plain = self.timeout_ms is None and not self.is_async_gen and self.kind != "flat_map"
+        call = self.fn if plain else self._call
         for i, value in enumerate(batch.values):
             try:
-                entries.append([await self._call(value), True, value,
+                entries.append([await call(value), True, value,
                                 None if keys is None else keys[i], None if tss is None else tss[i]])
             except Exception as exc:
                 entries.append([exc, False, value,

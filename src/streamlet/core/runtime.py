@@ -62,12 +62,10 @@ class _Supervisor:
             self._failed.set_result(None)
 
     async def wait(self, main: list[asyncio.Task[None]]) -> None:
-        done_all = asyncio.gather(*main, return_exceptions=True)
-        try:
-            await asyncio.wait((done_all, self._failed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not done_all.done():
-                done_all.cancel()
+        """Until every main task is done, or anything fails (raised here)."""
+        pending: set[asyncio.Future[None]] = {*main, self._failed}
+        while len(pending) > 1 and not self._failed.done():
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if self.failure is not None:
             raise self.failure
 

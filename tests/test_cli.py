@@ -1,0 +1,106 @@
+"""``streamlet run`` as a user runs it: a real subprocess, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAMLET = [sys.executable, "-m", "streamlet.cli"]
+
+UNBOUNDED_JOB = '''
+import asyncio, sys
+import streamlet as sl
+
+async def forever():
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            if i % 100 == 0:
+                await asyncio.sleep(0.001)
+    finally:
+        print("source closed", flush=True)
+
+seen = 0
+
+def announce(value):
+    global seen
+    seen += 1
+    if seen == 1000:
+        print("running", flush=True)
+
+pipeline = sl.Pipeline("forever")
+pipeline.from_async_iterable(forever()).key_by(lambda v: v % 10).sink(announce)
+'''
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STREAMLET, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_run_executes_the_example_job() -> None:
+    done = _run("run", "examples/clicks.py:pipeline")
+    assert done.returncode == 0, done.stderr
+    assert "job 'clicks' finished" in done.stderr
+
+
+def test_run_a_module_attribute_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "myjob.py").write_text(
+        "import streamlet as sl\n"
+        "def build():\n"
+        "    p = sl.Pipeline('mine')\n"
+        "    p.from_iterable(range(3)).map(lambda x: x * 2).sink(print)\n"
+        "    return p\n")
+    done = _run("run", "myjob:build", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "2", "4"]
+
+
+def test_a_failing_job_exits_1_with_the_operator_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(
+        "import streamlet as sl\n"
+        "pipeline = sl.Pipeline('bad')\n"
+        "pipeline.from_iterable([1, 0]).map(lambda x: 1 // x, name='invert').sink(print)\n")
+    done = _run("run", "bad.py:pipeline", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "UserFunctionError: operator 'invert': ZeroDivisionError" in done.stderr
+    assert "record 0" in done.stderr
+
+
+def test_bad_targets_say_what_is_wrong(tmp_path: Path) -> None:
+    assert "expected module:attribute" in _run("run", "nocolon").stderr
+    assert "has no attribute 'nope'" in _run("run", "examples/clicks.py:nope").stderr
+    (tmp_path / "notpipe.py").write_text("x = 3\n")
+    assert "is a int, not a streamlet Pipeline" in _run(
+        "run", "notpipe.py:x", cwd=tmp_path).stderr
+
+
+def test_plan_prints_tasks() -> None:
+    done = _run("plan", "examples/clicks.py:pipeline")
+    assert done.returncode == 0
+    assert "task totals: reduce:totals -> sink:latest-totals  <= by-user[hash]" in done.stdout
+
+
+def test_ctrl_c_stops_an_unbounded_job_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "forever.py").write_text(UNBOUNDED_JOB)
+    proc = subprocess.Popen([*STREAMLET, "run", "forever.py:pipeline"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"  # the job is processing
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "source closed" in out
+    assert "cancelled (Ctrl-C)" in err
+    assert "Traceback" not in err
