@@ -58,3 +58,24 @@ def test_one_batch_of_every_kind_runs_through_the_plan() -> None:
     out = keyed.union(s.filter(lambda x: x > 7)).collect()
     p.run()
     assert sorted(out) == sorted([0, 1, 2, 4, 6, 9, 12, 16, 20, 25, 8, 9])
+
+
+def test_a_plain_function_returning_a_coroutine_is_refused() -> None:
+    async def lookup(x: int) -> int:
+        return x
+
+    for build in (lambda s: s.map(lambda x: lookup(x), name="op"),
+                  lambda s: s.filter(lambda x: lookup(x), name="op"),
+                  lambda s: s.sink(lambda x: lookup(x), name="op"),
+                  lambda s: s.key_by(lambda x: 0).reduce(lambda a, b: lookup(b), name="op")):
+        p = sl.Pipeline("p")
+        out = build(p.from_iterable([1, 2, 3]))
+        if isinstance(out, sl.Stream):
+            out.collect()
+        try:
+            p.run()
+        except sl.StreamletConfigError as exc:
+            assert "operator 'op': the function returned an awaitable" in str(exc)
+            assert "Declare it with 'async def'" in str(exc)
+        else:
+            raise AssertionError("a coroutine-returning plain function was accepted")

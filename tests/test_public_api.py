@@ -12,7 +12,7 @@ import streamlet as sl
 
 PUBLIC = {
     "DEAD_LETTER", "ChannelStatistics", "Collected", "DeadLetter", "InvalidKeyError",
-    "JobCancelledError", "JobResult", "KeyedStream", "OperatorTimeoutError", "Pipeline",
+    "JobResult", "KeyedStream", "OperatorTimeoutError", "Pipeline",
     "Sink", "SourceError", "Stream", "StreamletConfigError", "StreamletError",
     "UserFunctionError", "operator",
 }

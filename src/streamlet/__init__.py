@@ -25,7 +25,6 @@ from .core.graph import DEAD_LETTER as DEAD_LETTER
 from .core.operator import DeadLetter as DeadLetter
 from .core.runtime import JobResult as JobResult
 from .errors import InvalidKeyError as InvalidKeyError
-from .errors import JobCancelledError as JobCancelledError
 from .errors import OperatorTimeoutError as OperatorTimeoutError
 from .errors import SourceError as SourceError
 from .errors import StreamletConfigError as StreamletConfigError
@@ -38,7 +37,6 @@ __all__ = [
     "Collected",
     "DeadLetter",
     "InvalidKeyError",
-    "JobCancelledError",
     "JobResult",
     "KeyedStream",
     "OperatorTimeoutError",

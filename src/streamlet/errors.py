@@ -6,9 +6,8 @@
     ├── StreamletConfigError (ValueError)       a pipeline or setting that cannot run
     ├── InvalidKeyError (TypeError)             a key_by produced a key of an unsupported type
     ├── SourceError                             a source failed while reading; the cause is chained
-    ├── UserFunctionError                       a user function raised; the cause is chained
-    │   └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
-    └── JobCancelledError                       the job was cancelled before it finished
+    └── UserFunctionError                       a user function raised; the cause is chained
+        └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
 
 Errors raised from inside a running operator say which operator, and where a
 record is involved they show it (its repr cut short), so that the message
@@ -103,6 +102,3 @@ class OperatorTimeoutError(UserFunctionError, TimeoutError):
     def __str__(self) -> str:
         return str(self.args[0])
 
-
-class JobCancelledError(StreamletError):
-    """The job was cancelled before its inputs ended."""

@@ -10,10 +10,11 @@ them before it passes the end on.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from streamlet.errors import StreamletError, UserFunctionError
+from streamlet.errors import StreamletConfigError, StreamletError, UserFunctionError
 
 from .batch import Batch
 from .graph import DEAD_LETTER
@@ -98,6 +99,28 @@ class DeadLetter:
                 f"error={self.error_message!r})")
 
 
+def checking_first_call(owner: Any, attribute: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` so that its first batch is checked for coroutines.
+
+    A plain ``def`` or lambda that calls an async function returns a coroutine
+    that nobody awaits, so the work silently never happens. The wrapper puts
+    ``fn`` itself back on ``owner`` after the first call, so only the first
+    batch pays for the check.
+    """
+    def first_calls(*args: Any) -> Any:
+        setattr(owner, attribute, fn)
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise StreamletConfigError(
+                f"operator {owner.name!r}: the function returned an awaitable, but it is "
+                "a plain def (or a lambda), so nobody would await it. Declare it with "
+                "'async def' so streamlet awaits it.")
+        return result
+    return first_calls
+
+
 class OperatorContext:
     """What the runtime gives an operator when it opens."""
 
@@ -137,6 +160,8 @@ class Operator:
     def failed(self, batch: Batch, index: int, exc: BaseException,
                dead: list[DeadLetter] | None) -> None:
         """Record a failure on ``batch[index]``: raise, or keep it as a dead letter."""
+        if isinstance(exc, StreamletConfigError):
+            raise exc  # a mistake in the pipeline itself: no record can fix it
         value, key, ts = batch.record(index)
         if isinstance(exc, StreamletError) and not isinstance(exc, UserFunctionError):
             error: BaseException = exc

@@ -37,9 +37,6 @@ class Plan:
     tasks: list[TaskSpec]
     task_of: dict[int, TaskSpec]
 
-    def is_chained(self, node: Node) -> bool:
-        return is_chained(node)
-
     def describe(self) -> str:
         """A readable picture of the plan, for logs and the CLI."""
         lines = []

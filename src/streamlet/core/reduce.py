@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .batch import Batch
-from .operator import DeadLetter, Operator
+from .operator import DeadLetter, Operator, checking_first_call
 
 _MISSING: Any = object()
 
@@ -20,7 +20,7 @@ class ReduceOperator(Operator):
     def __init__(self, name: str, fn: Callable[[Any, Any], Any], *, is_async: bool,
                  on_error: str) -> None:
         self.name = name
-        self.fn = fn
+        self.fn = fn if is_async else checking_first_call(self, "fn", fn)
         self.is_async = is_async
         self.on_error = on_error
         self.state: dict[Any, Any] = {}

@@ -19,7 +19,7 @@ from streamlet.errors import InvalidKeyError
 
 from .batch import Batch
 from .keys import is_valid_key
-from .operator import DeadLetter, Operator
+from .operator import DeadLetter, Operator, checking_first_call
 
 _SCALAR_KEY_TYPES = frozenset((str, int, float, bytes, bool, type(None)))
 _drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
@@ -64,7 +64,7 @@ def without(column: list[Any] | None, bad: list[int]) -> list[Any] | None:
 class _UserOperator(Operator):
     def __init__(self, name: str, fn: Callable[..., Any], on_error: str) -> None:
         self.name = name
-        self.fn = fn
+        self.fn = checking_first_call(self, "fn", fn)
         self.on_error = on_error
 
     def _dead_list(self) -> list[DeadLetter] | None:
