@@ -33,7 +33,8 @@ class IterableReader(SourceReader):
     async def next_batch(self) -> Batch | None:
         start = self._position
         if self._list is not None:
-            values = list(self._list[start:start + self.batch_size])
+            chunk = self._list[start:start + self.batch_size]
+            values = chunk if type(chunk) is list else list(chunk)
         else:
             try:
                 if self._iterator is None:
