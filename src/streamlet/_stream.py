@@ -179,8 +179,17 @@ class KeyedStream(Stream):
         graph = self._pipeline.graph
         node_name = graph.unique_name(name or uf.name, uf.default_name)
         mode = check_on_error(on_error or uf.on_error or "fail", node_name)
+        if uf.concurrency > 1 or not uf.ordered:
+            raise StreamletConfigError(
+                f"operator {node_name!r}: a reduce folds each key's records one after "
+                "another, so concurrency= and ordered= do not apply to it")
+        if uf.timeout_ms is not None and not uf.is_async:
+            raise StreamletConfigError(
+                f"operator {node_name!r}: timeout= applies to async functions; "
+                "this one is a plain def, called inline")
 
         def make() -> Operator:
-            return ReduceOperator(node_name, uf.call, is_async=uf.is_async, on_error=mode)
+            return ReduceOperator(node_name, uf.call, is_async=uf.is_async, on_error=mode,
+                                  timeout_ms=uf.timeout_ms)
         node = graph.add("reduce", node_name, [self._input()], make_operator=make, on_error=mode)
         return Stream(self._pipeline, node)

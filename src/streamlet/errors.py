@@ -33,6 +33,14 @@ def short_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
     return text
 
 
+def _short_str(exc: BaseException, limit: int = 500) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class StreamletError(Exception):
     """The root of every error streamlet raises."""
 
@@ -79,7 +87,7 @@ class UserFunctionError(StreamletError):
         if has_key:
             where += f", key {short_repr(key, 60)}"
         super().__init__(
-            f"{where}: {type(cause).__name__}: {cause} "
+            f"{where}: {type(cause).__name__}: {_short_str(cause)} "
             f"while processing record {short_repr(record)}. "
             "Fix the function, or pass on_error='dead_letter' to the operator "
             "to route such records to its dead-letter output and keep going."

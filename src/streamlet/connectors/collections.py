@@ -21,6 +21,10 @@ from streamlet.core.source import SourceReader
 from streamlet.errors import SourceError
 
 
+def _after(count: int) -> str:
+    return f"after {count} record{'' if count == 1 else 's'}"
+
+
 class IterableReader(SourceReader):
     def __init__(self, name: str, iterable: Iterable[Any], batch_size: int) -> None:
         self.name = name
@@ -28,6 +32,7 @@ class IterableReader(SourceReader):
         self._source = iterable
         self._list = iterable if isinstance(iterable, (list, tuple)) else None
         self._iterator: Iterator[Any] | None = None
+        self._error: SourceError | None = None
         self._position = 0
 
     async def next_batch(self) -> Batch | None:
@@ -36,16 +41,30 @@ class IterableReader(SourceReader):
             chunk = self._list[start:start + self.batch_size]
             values = chunk if type(chunk) is list else list(chunk)
         else:
+            if self._error is not None:
+                raise self._error
+            values = []
             try:
                 if self._iterator is None:
                     self._iterator = iter(self._source)
-                values = list(islice(self._iterator, self.batch_size))
+                values.extend(islice(self._iterator, self.batch_size))
             except Exception as exc:
-                raise SourceError(self.name, f"after record {start}", exc) from exc
+                # deliver the records read before the failure, then fail
+                self._error = SourceError(
+                    self.name, _after(start + len(values)), exc)
+                self._error.__cause__ = exc
+                if not values:
+                    raise self._error from exc
         if not values:
             return None
         self._position = start + len(values)
         return Batch(values)
+
+    async def close(self) -> None:
+        # a generator's finally blocks run now, not whenever it is collected
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class AsyncIterableReader(SourceReader):
@@ -91,7 +110,7 @@ class AsyncIterableReader(SourceReader):
         while not buffer:
             if self._finished:
                 if self._error is not None:
-                    raise SourceError(self.name, f"after record {self._position}",
+                    raise SourceError(self.name, _after(self._position),
                                       self._error) from self._error
                 return None
             self._data = asyncio.get_running_loop().create_future()

@@ -28,8 +28,20 @@ from .operator import DeadLetter, Operator, OperatorContext
 KINDS = ("map", "filter", "flat_map", "key_by", "sink")
 
 
-class _CallTimedOut(Exception):
+class CallTimedOut(Exception):
     """Our own timeout fired (as opposed to a TimeoutError the user raised)."""
+
+
+async def call_within(timeout_ms: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Await ``fn(*args)``, raising ``CallTimedOut`` only if *our* deadline passed."""
+    scope = asyncio.timeout(timeout_ms / 1000)
+    try:
+        async with scope:
+            return await fn(*args)
+    except TimeoutError:
+        if scope.expired():
+            raise CallTimedOut() from None
+        raise
 
 
 class AsyncCallOperator(Operator):
@@ -66,14 +78,7 @@ class AsyncCallOperator(Operator):
     async def _call(self, value: Any) -> Any:
         if self.timeout_ms is None:
             return await self._invoke(value)
-        scope = asyncio.timeout(self.timeout_ms / 1000)
-        try:
-            async with scope:
-                return await self._invoke(value)
-        except TimeoutError:
-            if scope.expired():
-                raise _CallTimedOut() from None
-            raise
+        return await call_within(self.timeout_ms, self._invoke, value)
 
     async def _invoke(self, value: Any) -> Any:
         if self.is_async_gen:
@@ -84,7 +89,7 @@ class AsyncCallOperator(Operator):
         return result
 
     def _error(self, value: Any, exc: BaseException) -> BaseException:
-        if isinstance(exc, _CallTimedOut):
+        if isinstance(exc, CallTimedOut):
             return OperatorTimeoutError(self.name, value, self.timeout_ms or 0)
         return exc
 
@@ -204,7 +209,7 @@ class AsyncCallOperator(Operator):
             self._wake_emitter()
             await asyncio.wait((self._emitter,))
             self._emitter.result()  # re-raise the emitter's failure here too
-        await self.output.end()
+        await self.end_outputs()
 
     # -- the output side ---------------------------------------------------------
 
@@ -251,10 +256,11 @@ class AsyncCallOperator(Operator):
         return [task.result(), True, value, key, ts]
 
     async def close(self) -> None:
-        for entry in self._inflight:
-            entry[0].cancel()
-        for task in self._running:
-            task.cancel()
+        tasks = [entry[0] for entry in self._inflight] + list(self._running)
         self._inflight.clear()
         self._running.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let each call's own cleanup (its finally blocks) finish first
+            await asyncio.wait(tasks)
         self._done.clear()

@@ -150,7 +150,14 @@ class Operator:
 
     async def end_input(self) -> None:
         """The input has ended: flush anything held back, then pass the end on."""
+        await self.end_outputs()
+
+    async def end_outputs(self) -> None:
+        """Tell every consumer, of the main output and of each side output, that
+        nothing more is coming."""
         await self.output.end()
+        for side in self.side_outputs.values():
+            await side.end()
 
     async def close(self) -> None:
         """Called once when the job stops, normally or not; release resources."""
@@ -163,8 +170,8 @@ class Operator:
         if isinstance(exc, StreamletConfigError):
             raise exc  # a mistake in the pipeline itself: no record can fix it
         value, key, ts = batch.record(index)
-        if isinstance(exc, StreamletError) and not isinstance(exc, UserFunctionError):
-            error: BaseException = exc
+        if isinstance(exc, StreamletError):
+            error: BaseException = exc  # already says where it happened
         else:
             error = UserFunctionError(self.name, value, exc, key, batch.keys is not None)
             error.__cause__ = exc

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from streamlet.errors import OperatorTimeoutError
+
+from .async_call import CallTimedOut, call_within
 from .batch import Batch
 from .operator import DeadLetter, Operator, checking_first_call
 
@@ -18,10 +21,11 @@ _MISSING: Any = object()
 
 class ReduceOperator(Operator):
     def __init__(self, name: str, fn: Callable[[Any, Any], Any], *, is_async: bool,
-                 on_error: str) -> None:
+                 on_error: str, timeout_ms: int | None = None) -> None:
         self.name = name
         self.fn = fn if is_async else checking_first_call(self, "fn", fn)
         self.is_async = is_async
+        self.timeout_ms = timeout_ms
         self.on_error = on_error
         self.state: dict[Any, Any] = {}
 
@@ -74,6 +78,7 @@ class ReduceOperator(Operator):
         assert keys is not None, "reduce runs behind key_by"
         state = self.state
         fn = self.fn
+        timeout_ms = self.timeout_ms
         out: list[Any] = []
         bad: list[int] = []
         for index, (key, value) in enumerate(zip(keys, batch.values, strict=True)):
@@ -82,8 +87,13 @@ class ReduceOperator(Operator):
                 acc = value
             else:
                 try:
-                    acc = await fn(acc, value)
+                    if timeout_ms is None:
+                        acc = await fn(acc, value)
+                    else:
+                        acc = await call_within(timeout_ms, fn, acc, value)
                 except Exception as exc:
+                    if isinstance(exc, CallTimedOut):
+                        exc = OperatorTimeoutError(self.name, value, timeout_ms or 0)
                     self.failed(batch, index, exc, dead)
                     bad.append(index)
                     continue

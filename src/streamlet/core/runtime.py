@@ -54,18 +54,24 @@ class _Supervisor:
         return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._failed.done():
+        if task.cancelled():
             return
-        exc = task.exception()
-        if exc is not None:
+        exc = task.exception()  # read even when not the first: it counts as retrieved
+        if exc is not None and self.failure is None:
             self.failure = exc
-            self._failed.set_result(None)
+            if not self._failed.done():
+                self._failed.set_result(None)
 
     async def wait(self, main: list[asyncio.Task[None]]) -> None:
         """Until every main task is done, or anything fails (raised here)."""
         pending: set[asyncio.Future[None]] = {*main, self._failed}
         while len(pending) > 1 and not self._failed.done():
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        # A task can finish with an error before its done-callbacks have run;
+        # look at the tasks themselves rather than trust the callbacks' order.
+        for task in [*main, *self.tasks]:
+            if task.done():
+                self._done(task)
         if self.failure is not None:
             raise self.failure
 

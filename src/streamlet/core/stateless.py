@@ -25,33 +25,49 @@ _SCALAR_KEY_TYPES = frozenset((str, int, float, bytes, bool, type(None)))
 _drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 
 
-def run_guarded(op: Operator, batch: Batch, consume: Callable[[Iterator[Any]], Any],
-                dead: list[DeadLetter] | None) -> list[int]:
-    """Run ``consume`` over the batch's values; return the indices that failed.
+_STOP_ITERATION = "the function raised StopIteration"
 
-    In ``fail`` mode the first failure raises (through ``op.failed``).
+
+def run_guarded(op: Operator, batch: Batch, bulk: Callable[[Iterator[Any]], Any],
+                one: Callable[[Any], Any], dead: list[DeadLetter] | None) -> list[int]:
+    """Run the user function over the batch's values; return the failed indices.
+
+    ``bulk`` consumes an iterator in one C-level loop; ``one`` handles a
+    single value. A ``StopIteration`` escaping the user function ends a C loop
+    early and silently; inside the batch the iterator's remaining length
+    exposes it, and the last record is handed to ``one``, called directly, so
+    that there it is an exception like any other. In ``fail`` mode the first
+    failure raises (through ``op.failed``).
     """
     values = batch.values
     n = len(values)
-    it = iter(values)
+    if not n:
+        return []
+    body = n - 1
+    it = iter(values[:body])
     remaining = it.__length_hint__  # type: ignore[attr-defined]  # list iterators have it
     bad: list[int] = []
-    while True:
+    while remaining():
         try:
-            consume(it)
+            bulk(it)
         except Exception as exc:
-            index = n - remaining() - 1
+            index = body - remaining() - 1
             op.failed(batch, index, exc, dead)
             bad.append(index)
             continue
-        left = remaining()
-        if not left:
-            return bad
-        # A StopIteration escaping the user function ends a C loop early and
-        # silently; turn it into the error it is rather than lose records.
-        index = n - left - 1
-        op.failed(batch, index, RuntimeError("the function raised StopIteration"), dead)
-        bad.append(index)
+        if remaining():
+            index = body - remaining() - 1
+            op.failed(batch, index, RuntimeError(_STOP_ITERATION), dead)
+            bad.append(index)
+    try:
+        one(values[body])
+    except StopIteration:
+        op.failed(batch, body, RuntimeError(_STOP_ITERATION), dead)
+        bad.append(body)
+    except Exception as exc:
+        op.failed(batch, body, exc, dead)
+        bad.append(body)
+    return bad
 
 
 def without(column: list[Any] | None, bad: list[int]) -> list[Any] | None:
@@ -77,7 +93,8 @@ class MapOperator(_UserOperator):
         extend = out.extend
         fn = self.fn
         dead = self._dead_list()
-        bad = run_guarded(self, batch, lambda it: extend(map(fn, it)), dead)
+        bad = run_guarded(self, batch, lambda it: extend(map(fn, it)),
+                          lambda v: out.append(fn(v)), dead)
         if dead:
             await self.emit_dead_letters(dead)
         if out:
@@ -92,12 +109,17 @@ class FilterOperator(_UserOperator):
         if batch.keys is None and batch.timestamps is None:
             out: list[Any] = []
             extend = out.extend
-            run_guarded(self, batch, lambda it: extend(filter(fn, it)), dead)
+
+            def keep_if(value: Any) -> None:
+                if fn(value):
+                    out.append(value)
+            run_guarded(self, batch, lambda it: extend(filter(fn, it)), keep_if, dead)
             result = Batch(out)
         else:
             flags: list[Any] = []
             extend = flags.extend
-            bad = run_guarded(self, batch, lambda it: extend(map(fn, it)), dead)
+            bad = run_guarded(self, batch, lambda it: extend(map(fn, it)),
+                              lambda v: flags.append(fn(v)), dead)
             for index in bad:  # a failed record is not kept
                 flags.insert(index, False)
             keys = batch.keys
@@ -118,7 +140,10 @@ class FlatMapOperator(_UserOperator):
         if batch.keys is None and batch.timestamps is None:
             out: list[Any] = []
             extend = out.extend
-            run_guarded(self, batch, lambda it: extend(chain.from_iterable(map(fn, it))), dead)
+            # list() materialises each record's outputs before any reach ``out``:
+            # a record that fails halfway contributes nothing, keyed or not.
+            run_guarded(self, batch, lambda it: extend(chain.from_iterable(map(list, map(fn, it)))),
+                        lambda v: extend(list(fn(v))), dead)
             result = Batch(out)
         else:
             result = self._with_columns(batch, dead)
@@ -156,7 +181,8 @@ class KeyByOperator(_UserOperator):
         extend = keys.extend
         fn = self.fn
         dead = self._dead_list()
-        bad = run_guarded(self, batch, lambda it: extend(map(fn, it)), dead)
+        bad = run_guarded(self, batch, lambda it: extend(map(fn, it)),
+                          lambda v: keys.append(fn(v)), dead)
         values = without(batch.values, bad)
         ts = without(batch.timestamps, bad)
         assert values is not None
@@ -185,7 +211,7 @@ class SinkOperator(_UserOperator):
     async def process(self, batch: Batch) -> None:
         fn = self.fn
         dead = self._dead_list()
-        run_guarded(self, batch, lambda it: _drain(map(fn, it)), dead)
+        run_guarded(self, batch, lambda it: _drain(map(fn, it)), fn, dead)
         if dead:
             await self.emit_dead_letters(dead)
 
