@@ -38,15 +38,6 @@ class Batch:
                      None if keys is None else keys[start:stop],
                      None if ts is None else ts[start:stop])
 
-    def select(self, indices: list[int]) -> Batch:
-        """The records at ``indices``, in that order."""
-        values = self.values
-        keys = self.keys
-        ts = self.timestamps
-        return Batch([values[i] for i in indices],
-                     None if keys is None else [keys[i] for i in indices],
-                     None if ts is None else [ts[i] for i in indices])
-
     def record(self, index: int) -> tuple[Any, Any, int | None]:
         keys = self.keys
         ts = self.timestamps

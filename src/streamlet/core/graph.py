@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from streamlet.errors import StreamletConfigError
@@ -46,8 +46,6 @@ class Node:
     make_operator: Callable[[], Operator] | None = None
     make_source: Callable[[], SourceReader] | None = None
     on_error: str = "fail"
-    produces_side_outputs: frozenset[str] = frozenset()
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Node({self.id}, {self.kind}, {self.name!r})"

@@ -38,11 +38,6 @@ def is_valid_key(key: Any) -> bool:
     return t in _SCALARS
 
 
-def check_key(operator: str, key: Any) -> None:
-    if not is_valid_key(key):
-        raise InvalidKeyError(operator, key)
-
-
 def _encode(key: Any, out: bytearray) -> None:
     t = type(key)
     if t is bool:
