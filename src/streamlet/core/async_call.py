@@ -7,6 +7,12 @@ ready: in input order when ``ordered``, otherwise in completion order. It is
 the only thing that pushes downstream, so the chain after this operator is
 never entered by two coroutines at once.
 
+Watermarks and idleness changes queue up behind the calls that arrived
+before them. Ordered, they simply wait their turn in the queue. Unordered,
+they close a *segment*: results within a segment go out as they complete,
+but a segment's watermark goes out only when all of its calls have, and no
+result of a later segment overtakes it (Flink's unordered queue).
+
 With ``concurrency=1`` there is nothing to overlap, so the calls are simply
 awaited one after another, without tasks or an emitter.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamlet.errors import InvalidKeyError, OperatorTimeoutError
@@ -44,6 +50,26 @@ async def call_within(timeout_ms: int, fn: Callable[..., Any], *args: Any) -> An
         raise
 
 
+class _Marker:
+    """A watermark or idleness change waiting for the calls before it."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Callable[[], Awaitable[None]]) -> None:
+        self.send = send
+
+
+class _Segment:
+    """Unordered mode: the calls between two markers, and the marker closing them."""
+
+    __slots__ = ("done", "marker", "running")
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.done: deque[list[Any]] = deque()
+        self.marker: _Marker | None = None
+
+
 class AsyncCallOperator(Operator):
     def __init__(self, name: str, kind: str, fn: Callable[..., Any], *, is_async_gen: bool,
                  concurrency: int, ordered: bool, timeout_ms: int | None,
@@ -57,12 +83,12 @@ class AsyncCallOperator(Operator):
         self.ordered = ordered
         self.timeout_ms = timeout_ms
         self.on_error = on_error
-        # Entries are [task, value, key, timestamp, keyed]. Ordered mode keeps
-        # them in input order; unordered mode collects finished ones in
-        # ``_done`` and keeps the running tasks in ``_running``.
-        self._inflight: deque[list[Any]] = deque()
+        # An entry is [task, value, key, timestamp, keyed]. Ordered mode keeps
+        # entries and markers in one queue in arrival order; unordered mode
+        # keeps segments, each closed by a marker.
+        self._queue: deque[list[Any] | _Marker] = deque()
+        self._segments: deque[_Segment] = deque()
         self._running: set[asyncio.Task[Any]] = set()
-        self._done: deque[list[Any]] = deque()
         self._count = 0
         self._ending = False
         self._wake: asyncio.Future[None] | None = None
@@ -169,23 +195,52 @@ class AsyncCallOperator(Operator):
             entry = [task, value, None if keys is None else keys[i],
                      None if tss is None else tss[i], keys is not None]
             self._count += 1
+            self._running.add(task)
             if self.ordered:
-                self._inflight.append(entry)
-                if len(self._inflight) == 1:
+                self._queue.append(entry)
+                if len(self._queue) == 1:
                     self._wake_emitter()
+                task.add_done_callback(self._running.discard)
             else:
-                self._running.add(task)
-                task.add_done_callback(functools.partial(self._finished, entry))
+                segments = self._segments
+                if not segments or segments[-1].marker is not None:
+                    segments.append(_Segment())
+                segment = segments[-1]
+                segment.running += 1
+                task.add_done_callback(functools.partial(self._finished, segment, entry))
 
-    def _finished(self, entry: list[Any], _task: asyncio.Task[Any]) -> None:
-        self._running.discard(entry[0])
-        self._done.append(entry)
+    def _finished(self, segment: _Segment, entry: list[Any], task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        segment.running -= 1
+        segment.done.append(entry)
         self._wake_emitter()
 
     def _wake_emitter(self) -> None:
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
+
+    async def on_watermark(self, timestamp: int) -> None:
+        if self._emitter is None:
+            await super().on_watermark(timestamp)
+        else:
+            self._enqueue_marker(_Marker(functools.partial(Operator.on_watermark, self, timestamp)))
+
+    async def on_status(self, idle: bool) -> None:
+        if self._emitter is None:
+            await super().on_status(idle)
+        else:
+            self._enqueue_marker(_Marker(functools.partial(Operator.on_status, self, idle)))
+
+    def _enqueue_marker(self, marker: _Marker) -> None:
+        if self.ordered:
+            self._queue.append(marker)
+        else:
+            segments = self._segments
+            if not segments or segments[-1].marker is not None:
+                segments.append(_Segment())
+            segments[-1].marker = marker
+        self._wake_emitter()
 
     async def _process_sequentially(self, batch: Batch) -> None:
         keys = batch.keys
@@ -215,35 +270,67 @@ class AsyncCallOperator(Operator):
 
     async def _emit_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        step = self._step_ordered if self.ordered else self._step_unordered
         while True:
-            ready = self._take_ready()
-            if ready:
-                self._count -= len(ready)
-                room = self._room
-                if room is not None and not room.done():
-                    room.set_result(None)
-                await self._emit([self._as_result(e) for e in ready], ready[0][4],
-                                 ready[0][3] is not None)
+            progressed = await step()
+            if progressed:
                 continue
-            if self._ending and not self._count:
+            if self._ending and not self._count and not self._queue and not any(
+                    s.marker is not None or s.done for s in self._segments):
                 return
-            if self.ordered and self._inflight:
-                await asyncio.wait((self._inflight[0][0],))
+            if self.ordered and self._queue:  # the head is a call still running
+                head = self._queue[0]
+                assert not isinstance(head, _Marker)
+                await asyncio.wait((head[0],))
                 continue
             self._wake = loop.create_future()
             await self._wake
             self._wake = None
 
-    def _take_ready(self) -> list[list[Any]]:
+    async def _step_ordered(self) -> bool:
+        """Emit what is ready at the head of the queue; False if nothing was."""
+        queue = self._queue
         ready: list[list[Any]] = []
-        if self.ordered:
-            inflight = self._inflight
-            while inflight and inflight[0][0].done():
-                ready.append(inflight.popleft())
-        else:
-            ready.extend(self._done)
-            self._done.clear()
-        return ready
+        while queue:
+            head = queue[0]
+            if isinstance(head, _Marker):
+                if ready:
+                    break  # the records before the marker go first
+                queue.popleft()
+                await head.send()
+                return True
+            if not head[0].done():
+                break
+            queue.popleft()
+            ready.append(head)
+        if not ready:
+            return False
+        await self._emit_entries(ready)
+        return True
+
+    async def _step_unordered(self) -> bool:
+        segments = self._segments
+        if not segments:
+            return False
+        head = segments[0]
+        if head.done:
+            ready = list(head.done)
+            head.done.clear()
+            await self._emit_entries(ready)
+            return True
+        if head.marker is not None and not head.running:
+            segments.popleft()
+            await head.marker.send()
+            return True
+        return False
+
+    async def _emit_entries(self, ready: list[list[Any]]) -> None:
+        self._count -= len(ready)
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+        await self._emit([self._as_result(e) for e in ready], ready[0][4],
+                         ready[0][3] is not None)
 
     @staticmethod
     def _as_result(entry: list[Any]) -> list[Any]:
@@ -256,11 +343,11 @@ class AsyncCallOperator(Operator):
         return [task.result(), True, value, key, ts]
 
     async def close(self) -> None:
-        tasks = [entry[0] for entry in self._inflight] + list(self._running)
-        self._inflight.clear()
+        tasks = list(self._running)
         self._running.clear()
+        self._queue.clear()
+        self._segments.clear()
         for task in tasks:
             task.cancel()
         if tasks:  # let each call's own cleanup (its finally blocks) finish first
             await asyncio.wait(tasks)
-        self._done.clear()

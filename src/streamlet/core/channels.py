@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .batch import Batch, split
-from .control import END_OF_INPUT
+from .control import (
+    ACTIVE,
+    END_OF_INPUT,
+    IDLE,
+    MIN_WATERMARK,
+    Watermark,
+    WatermarkStatus,
+)
+from .mailbox import MAIL, Mailbox
 from .operator import Output
 
 
@@ -107,20 +115,47 @@ class ChannelOutput(Output):
             for part in split(batch, self.max_batch_size):
                 await self.channel.send(part)
 
+    async def watermark(self, timestamp: int) -> None:
+        await self.channel.send(Watermark(timestamp))
+
+    async def status(self, idle: bool) -> None:
+        await self.channel.send(IDLE if idle else ACTIVE)
+
     async def end(self) -> None:
         await self.channel.send(END_OF_INPUT)
 
 
 class InputGate:
-    """A task's inputs. Where several are ready, which one is read next is drawn
-    from a seeded ``random.Random``, so that order-dependent bugs show up in
-    tests and replay exactly from the seed."""
+    """A task's inputs, read as one stream of batches and control elements.
 
-    def __init__(self, channels: list[Channel], rng: random.Random) -> None:
+    Where several inputs are ready, which one is read next is drawn from a
+    seeded ``random.Random``, so that order-dependent bugs show up in tests
+    and replay exactly from the seed.
+
+    The gate combines its inputs' watermarks as Flink's status valve does:
+    the task's watermark is the minimum over the inputs that are not idle,
+    and it never goes backwards; the task is idle only when every input is.
+    An input that has ended no longer holds the watermark back.
+    """
+
+    def __init__(self, channels: list[Channel], rng: random.Random,
+                 mailbox: Mailbox | None = None) -> None:
         self.channels = channels
         self._open = list(channels)
         self._rng = rng
         self._waiter: asyncio.Future[None] | None = None
+        mailbox = mailbox if mailbox is not None else Mailbox()
+        mailbox.wake = self.wake
+        self._mail = mailbox.mail
+        self._index = {id(c): i for i, c in enumerate(channels)}
+        n = len(channels)
+        self._watermarks = [MIN_WATERMARK] * n
+        self._idle = [False] * n
+        self._ended = [False] * n
+        self.watermark = MIN_WATERMARK
+        self.idle = False
+        self.last_input = 0  # which input the last batch came from
+        self._pending: deque[Any] = deque()
         for channel in channels:
             channel.gate = self
 
@@ -140,15 +175,24 @@ class InputGate:
         return ready[0] if len(ready) == 1 else self._rng.choice(ready)
 
     async def receive(self) -> Any:
-        """The next batch from any input, or END_OF_INPUT once all inputs ended."""
+        """The next batch, combined watermark or status, ``MAIL`` when the
+        task's mailbox has work, or ``END_OF_INPUT`` once all inputs ended."""
+        pending = self._pending
         while True:
+            if self._mail:
+                return MAIL
+            if pending:
+                return pending.popleft()
             channel = self._pick()
             if channel is not None:
                 item = channel.receive_nowait()
+                if type(item) is Batch:
+                    self.last_input = self._index[id(channel)]
+                    return item
+                self._control(self._index[id(channel)], item)
                 if item is END_OF_INPUT:
                     self._open.remove(channel)
-                    continue
-                return item
+                continue
             if not self._open:
                 return END_OF_INPUT
             self._waiter = asyncio.get_running_loop().create_future()
@@ -156,3 +200,26 @@ class InputGate:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    def _control(self, index: int, item: Any) -> None:
+        if type(item) is Watermark:
+            self._watermarks[index] = max(self._watermarks[index], item.timestamp)
+        elif type(item) is WatermarkStatus:
+            self._idle[index] = item.idle
+        else:  # the end of this input
+            self._ended[index] = True
+        live = [i for i in range(len(self._ended)) if not self._ended[i]]
+        active = [i for i in live if not self._idle[i]]
+        all_idle = bool(live) and not active
+        if all_idle != self.idle:
+            self.idle = all_idle
+            self._pending.append(IDLE if all_idle else ACTIVE)
+        if active:
+            combined = min(self._watermarks[i] for i in active)
+        elif not live:
+            combined = min(self._watermarks)  # every input ended: its last word stands
+        else:
+            return
+        if combined > self.watermark:
+            self.watermark = combined
+            self._pending.append(Watermark(combined))

@@ -3,9 +3,9 @@
 An operator receives whole batches and pushes whole batches; it never sees
 one record per ``await``. Operators fused into one chain call each other
 directly through :class:`Output`; the last operator of a chain pushes into a
-channel instead. ``end_input`` flows down the same path as the data, so an
-operator that holds records back (an async call in flight, a window) emits
-them before it passes the end on.
+channel instead. Watermarks, idleness and the end of input flow down the
+same path as the data, so an operator that holds records back (an async call
+in flight, a timer) emits them before it passes the watermark or end on.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from streamlet.errors import StreamletConfigError, StreamletError, UserFunctionError
+from streamlet.time.clock import Clock, TimerHandle
 
 from .batch import Batch
 from .graph import DEAD_LETTER
+from .mailbox import Action, Mailbox
 
 
 class Output:
-    """Where an operator's batches go."""
+    """Where an operator's batches and control elements go."""
 
     async def push(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def watermark(self, timestamp: int) -> None:
+        raise NotImplementedError
+
+    async def status(self, idle: bool) -> None:
         raise NotImplementedError
 
     async def end(self) -> None:
@@ -36,6 +44,12 @@ class Discard(Output):
     async def push(self, batch: Batch) -> None:
         return None
 
+    async def watermark(self, timestamp: int) -> None:
+        return None
+
+    async def status(self, idle: bool) -> None:
+        return None
+
     async def end(self) -> None:
         return None
 
@@ -43,10 +57,13 @@ class Discard(Output):
 class Chained(Output):
     """Function-to-function call into the next operator of the chain."""
 
-    __slots__ = ("end", "push")
+    __slots__ = ("end", "push", "status", "watermark")
 
     def __init__(self, operator: Operator) -> None:
-        self.push = operator.process  # type: ignore[method-assign]  # bound once, called per batch
+        # bound once here, called per batch
+        self.push = operator.process  # type: ignore[method-assign]
+        self.watermark = operator.on_watermark  # type: ignore[method-assign]
+        self.status = operator.on_status  # type: ignore[method-assign]
         self.end = operator.end_input  # type: ignore[method-assign]
 
 
@@ -59,6 +76,14 @@ class Broadcast(Output):
     async def push(self, batch: Batch) -> None:
         for out in self.outputs:
             await out.push(batch)
+
+    async def watermark(self, timestamp: int) -> None:
+        for out in self.outputs:
+            await out.watermark(timestamp)
+
+    async def status(self, idle: bool) -> None:
+        for out in self.outputs:
+            await out.status(idle)
 
     async def end(self) -> None:
         for out in self.outputs:
@@ -122,12 +147,22 @@ def checking_first_call(owner: Any, attribute: str, fn: Callable[..., Any]) -> C
 
 
 class OperatorContext:
-    """What the runtime gives an operator when it opens."""
+    """What the runtime gives an operator when it opens: a way to start
+    background tasks the job watches, the job's clock, and the mailbox of the
+    task the operator runs in."""
 
     def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
-                 max_parallelism: int) -> None:
+                 max_parallelism: int, clock: Clock, mailbox: Mailbox) -> None:
         self.spawn = spawn
         self.max_parallelism = max_parallelism
+        self.clock = clock
+        self.mailbox = mailbox
+
+    def call_at(self, when: int, action: Action) -> TimerHandle:
+        """Run ``action`` on this operator's task once processing time reaches ``when``."""
+        mailbox = self.mailbox
+        mailbox.in_use = True
+        return self.clock.call_at(when, lambda: mailbox.post(action))
 
 
 class Operator:
@@ -137,6 +172,7 @@ class Operator:
     output: Output
     side_outputs: dict[str, Output]
     on_error: str = "fail"
+    two_inputs = False  # a head that must know which input a batch came from (connect)
 
     def wire(self, output: Output, side_outputs: dict[str, Output]) -> None:
         self.output = output
@@ -147,6 +183,23 @@ class Operator:
 
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
+
+    async def process_input(self, index: int, batch: Batch) -> None:
+        """A batch from input ``index``, for operators with ``two_inputs``."""
+        await self.process(batch)
+
+    async def on_watermark(self, timestamp: int) -> None:
+        """Event time has advanced to ``timestamp``: fire what is due, then pass it on."""
+        await self.output.watermark(timestamp)
+        for side in self.side_outputs.values():
+            await side.watermark(timestamp)
+
+    async def on_status(self, idle: bool) -> None:
+        """The input went idle (or active again); downstream stops (or resumes)
+        waiting for its watermarks."""
+        await self.output.status(idle)
+        for side in self.side_outputs.values():
+            await side.status(idle)
 
     async def end_input(self) -> None:
         """The input has ended: flush anything held back, then pass the end on."""

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamlet.errors import StreamletError
+from streamlet.time.clock import Clock, SystemClock
 
+from .batch import Batch
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
-from .control import END_OF_INPUT
+from .control import MAX_WATERMARK, Watermark, WatermarkStatus
 from .graph import Node
+from .mailbox import MAIL, Mailbox
 from .operator import Chained, Operator, OperatorContext, Output, fan_out
 from .plan import Plan, TaskSpec, is_chained
 from .source import SourceReader
@@ -30,6 +33,7 @@ class RuntimeOptions:
     channel_capacity: int = 8
     max_parallelism: int = 128
     scheduling_seed: int = 0
+    clock: Clock = field(default_factory=SystemClock)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Job:
         self.readers: dict[int, SourceReader] = {}
         self.channels: dict[tuple[int, int], Channel] = {}  # (consumer node, input index)
         self._source_outputs: dict[int, Output] = {}
+        self.mailboxes: dict[int, Mailbox] = {id(t): Mailbox() for t in plan.tasks}
 
     # -- building ----------------------------------------------------------------
 
@@ -114,7 +119,6 @@ class Job:
                         name += f"#{index}"
                     self.channels[(node.id, index)] = Channel(name, opts.channel_capacity)
         consumers = graph.consumers()
-        ctx = OperatorContext(spawn, opts.max_parallelism)
         for node in graph.nodes:
             main: list[Output] = []
             side: dict[str, list[Output]] = {}
@@ -127,7 +131,8 @@ class Job:
             op = self.operators.get(node.id)
             if op is not None:
                 op.wire(fan_out(main), {tag: fan_out(outs) for tag, outs in side.items()})
-                op.open(ctx)
+                mailbox = self.mailboxes[id(self.plan.task_of[node.id])]
+                op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
             else:
                 self._source_outputs[node.id] = fan_out(main)
 
@@ -139,29 +144,69 @@ class Job:
 
     # -- running -----------------------------------------------------------------
 
-    async def _run_source(self, node: Node, output: Output) -> None:
-        reader = self.readers[node.id]
+    async def _run_source(self, task: TaskSpec, output: Output) -> None:
+        reader = self.readers[task.head.id]
+        mailbox = self.mailboxes[id(task)]
         sleep = asyncio.sleep
-        while True:
-            batch = await reader.next_batch()
-            if batch is None:
-                break
-            if batch.values:
-                await output.push(batch)
-            await sleep(0)  # let other tasks take a turn between batches
+        reading: asyncio.Task[Batch | None] | None = None
+        try:
+            while True:
+                if not mailbox.in_use:  # the common case: nothing else to wait for
+                    batch = await reader.next_batch()
+                else:
+                    await mailbox.run_all()
+                    if reading is None:
+                        reading = asyncio.ensure_future(reader.next_batch())
+                    if not reading.done():
+                        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+                        def wake(woken: asyncio.Future[None] = woken) -> None:
+                            if not woken.done():
+                                woken.set_result(None)
+                        mailbox.wake = wake
+                        await asyncio.wait((reading, woken), return_when=asyncio.FIRST_COMPLETED)
+                        if not reading.done():
+                            continue
+                    batch = reading.result()
+                    reading = None
+                if batch is None:
+                    break
+                if batch.values:
+                    await output.push(batch)
+                await sleep(0)  # let other tasks take a turn between batches
+        finally:
+            if reading is not None and not reading.done():
+                reading.cancel()
+        # A bounded input has ended: all event time has passed.
+        await output.watermark(MAX_WATERMARK)
+        await mailbox.run_all()
         await output.end()
 
     async def _run_gate(self, task: TaskSpec, gate: InputGate) -> None:
         head = self.operators[task.head.id]
+        mailbox = self.mailboxes[id(task)]
         receive = gate.receive
         process = head.process
+        two_inputs = head.two_inputs
         sleep = asyncio.sleep
         while True:
             item = await receive()
-            if item is END_OF_INPUT:
+            kind = type(item)
+            if kind is Batch:
+                if two_inputs:
+                    await head.process_input(gate.last_input, item)
+                else:
+                    await process(item)
+            elif kind is Watermark:
+                await head.on_watermark(item.timestamp)
+            elif kind is WatermarkStatus:
+                await head.on_status(item.idle)
+            elif item is MAIL:
+                await mailbox.run_all()
+            else:
                 break
-            await process(item)
             await sleep(0)
+        await mailbox.run_all()
         await head.end_input()
 
     async def run(self) -> JobResult:
@@ -172,10 +217,11 @@ class Job:
             main = []
             for task in self.plan.tasks:
                 if task.is_source:
-                    coro = self._run_source(task.head, self._source_outputs[task.head.id])
+                    coro = self._run_source(task, self._source_outputs[task.head.id])
                 else:
                     gate = InputGate([self.channels[(task.head.id, i)]
-                                      for i in range(len(task.head.inputs))], rng)
+                                      for i in range(len(task.head.inputs))], rng,
+                                     self.mailboxes[id(task)])
                     coro = self._run_gate(task, gate)
                 main.append(supervisor.spawn(coro, f"task {task.name}"))
             await supervisor.wait(main)
