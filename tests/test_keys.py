@@ -10,14 +10,14 @@ import sys
 import pytest
 
 import streamlet as sl
-from streamlet.core.keys import encode_key, key_group, stable_hash
+from streamlet.state.keys import encode_key, key_group, stable_hash
 
 KEYS = ["", "user-42", "ключ", b"\x00\xff", 0, 1, -1, 2**70, -(2**70), 3.5, -0.25,
         None, True, False, ("a", 1), ("a", (1, None, b"x")), (), float("inf")]
 
 _CHILD = """
 import json, sys
-from streamlet.core.keys import key_group
+from streamlet.state.keys import key_group
 keys = [tuple(k) if isinstance(k, list) else k for k in json.loads(sys.argv[1])]
 print(json.dumps([key_group(k) for k in keys] + [key_group(k, 7) for k in keys]))
 """

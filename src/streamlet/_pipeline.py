@@ -10,11 +10,13 @@ from typing import Any
 from ._stream import Stream
 from .connectors.collections import AsyncIterableReader, IterableReader
 from .core.graph import Graph
-from .core.keys import DEFAULT_MAX_PARALLELISM
 from .core.plan import Plan, compile_graph
 from .core.runtime import Job, JobResult, RuntimeOptions
 from .core.source import SourceReader
 from .errors import StreamletConfigError, StreamletError
+from .state.backend import StateBackendFactory, memory_backend
+from .state.keys import DEFAULT_MAX_PARALLELISM
+from .time.clock import Clock, SystemClock
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -30,6 +32,8 @@ class _Settings:
     channel_capacity: int
     max_parallelism: int
     scheduling_seed: int
+    clock: Clock
+    state_backend: StateBackendFactory
 
     def __post_init__(self) -> None:
         _positive_int(self.workers, "workers")
@@ -41,6 +45,11 @@ class _Settings:
         _positive_int(self.max_parallelism, "max_parallelism")
         if not isinstance(self.scheduling_seed, int):
             raise StreamletConfigError("scheduling_seed must be an int")
+        if not isinstance(self.clock, Clock):
+            raise StreamletConfigError(f"clock must be a streamlet Clock, not {self.clock!r}")
+        if not callable(self.state_backend):
+            raise StreamletConfigError(
+                f"state_backend must be a state backend factory, not {self.state_backend!r}")
 
 
 class Pipeline:
@@ -50,16 +59,21 @@ class Pipeline:
     batches buffered between two tasks, so a job holds at most about
     ``batch_size * channel_capacity`` records per channel. ``scheduling_seed``
     fixes which ready input a union reads next, so a run can be replayed.
+    ``clock`` is the one source of processing time (``streamlet.testing.ManualClock``
+    in tests); ``state_backend`` holds keyed state (in memory by default, or
+    ``sl.SQLiteState(directory)`` for state larger than memory).
     """
 
     def __init__(self, name: str = "pipeline", *, workers: int = 1, batch_size: int = 1024,
                  channel_capacity: int = 8, max_parallelism: int = DEFAULT_MAX_PARALLELISM,
-                 scheduling_seed: int = 0) -> None:
+                 scheduling_seed: int = 0, clock: Clock | None = None,
+                 state_backend: StateBackendFactory | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise StreamletConfigError(f"a pipeline name is a non-empty str, not {name!r}")
         self.name = name
         self.settings = _Settings(workers, batch_size, channel_capacity, max_parallelism,
-                                  scheduling_seed)
+                                  scheduling_seed, clock if clock is not None else SystemClock(),
+                                  state_backend if state_backend is not None else memory_backend)
         self.graph = Graph()
 
     def __repr__(self) -> str:
@@ -106,7 +120,7 @@ class Pipeline:
     def _options(self) -> RuntimeOptions:
         s = self.settings
         return RuntimeOptions(s.batch_size, s.channel_capacity, s.max_parallelism,
-                              s.scheduling_seed)
+                              s.scheduling_seed, s.clock)
 
     async def run_async(self) -> JobResult:
         """Run inside a running event loop until every bounded input has ended.

@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
+from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
 from .core.graph import DEAD_LETTER, Edge, Input, Node
 from .core.operator import Operator
+from .core.process import (
+    CoProcessOperator,
+    KeyedProcessOperator,
+    ProcessOperator,
+    ProcessOperatorBase,
+)
 from .core.reduce import ReduceOperator
 from .core.stateless import (
     CollectOperator,
@@ -25,7 +32,9 @@ from .core.stateless import (
     SinkOperator,
     _UserOperator,
 )
+from .core.timestamps import AssignTimestampsOperator
 from .errors import StreamletConfigError
+from .time.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -37,6 +46,30 @@ _SYNC_OPERATORS: dict[str, type[_UserOperator]] = {
     "key_by": KeyByOperator,
     "sink": SinkOperator,
 }
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+class ConnectedStreams:
+    """Two keyed streams joined for one ``CoProcessFunction``."""
+
+    def __init__(self, first: KeyedStream, second: KeyedStream) -> None:
+        self._first = first
+        self._second = second
+
+    def process(self, function: CoProcessFunction, *, name: str | None = None,
+                on_error: str | None = None) -> Stream:
+        """``process_element1`` sees the first stream, ``process_element2`` the second;
+        both share keyed state and timers per key."""
+        if not isinstance(function, CoProcessFunction):
+            raise StreamletConfigError(
+                f"ConnectedStreams.process() takes a sl.CoProcessFunction, not {function!r}")
+        first = self._first
+        return first._process_node(function, CoProcessOperator,
+                                   [first._input(), self._second._input()], name, on_error)
 
 
 class Collected(list[Any]):
@@ -130,6 +163,55 @@ class Stream(_Outputs):
         """Partition by ``fn(value)``: str, int, float, bytes, bool, None or tuples of these."""
         return KeyedStream(self._pipeline, self._user_node("key_by", fn, name, on_error))
 
+    def assign_timestamps(self, extractor: Callable[[Any], Any], strategy: WatermarkStrategy,
+                          *, name: str | None = None, on_error: str | None = None) -> Stream:
+        """Give records event time (int ms or a datetime from ``extractor``) and
+        generate watermarks with ``strategy``, per source split."""
+        if not isinstance(strategy, WatermarkStrategy):
+            raise StreamletConfigError(
+                f"assign_timestamps() takes a sl.WatermarkStrategy, not {strategy!r}")
+        uf = resolve(extractor, "assign_timestamps")
+        if uf.is_async:
+            raise StreamletConfigError("a timestamp extractor must be a plain def, not async")
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name or uf.name, "assign_timestamps")
+        mode = check_on_error(on_error or uf.on_error or "fail", node_name)
+
+        def make() -> Operator:
+            return AssignTimestampsOperator(node_name, uf.call, strategy, mode)
+        node = graph.add("assign_timestamps", node_name, [self._input()], make_operator=make,
+                         on_error=mode)
+        return Stream(self._pipeline, node)
+
+    def process(self, function: ProcessFunction, *, name: str | None = None,
+                on_error: str | None = None) -> Stream:
+        """Run a ``ProcessFunction`` over every record (no keyed state or timers here)."""
+        if not isinstance(function, ProcessFunction):
+            raise StreamletConfigError(
+                f"Stream.process() takes a sl.ProcessFunction, not {function!r}; "
+                "for a KeyedProcessFunction, key_by(...) first")
+        return self._process_node(function, ProcessOperator, [self._input()], name, on_error)
+
+    def _process_node(self, function: Any, operator: type[ProcessOperatorBase],
+                      inputs: list[Input], name: str | None, on_error: str | None) -> Stream:
+        pipeline = self._pipeline
+        graph = pipeline.graph
+        for node in graph.nodes:
+            if node.function is function:
+                raise StreamletConfigError(
+                    f"this {type(function).__name__} instance is already used by operator "
+                    f"{node.name!r}; its state is bound to one operator, so create another "
+                    "instance")
+        node_name = graph.unique_name(name, _snake(type(function).__name__))
+        mode = check_on_error(on_error or "fail", node_name)
+
+        def make() -> Operator:
+            settings = pipeline.settings
+            return operator(node_name, function, mode, settings.state_backend, pipeline.name)
+        node = graph.add("process", node_name, inputs, make_operator=make, on_error=mode)
+        node.function = function
+        return Stream(pipeline, node)
+
     def union(self, *others: Stream, name: str | None = None) -> Stream:
         """All records of this stream and of ``others``, interleaved."""
         if not others:
@@ -168,6 +250,22 @@ class KeyedStream(Stream):
     """A stream partitioned by key: keyed operators see one key's records in order."""
 
     _edge = Edge.HASH
+
+    def process(self, function: KeyedProcessFunction | ProcessFunction, *,
+                name: str | None = None, on_error: str | None = None) -> Stream:
+        """Run a ``KeyedProcessFunction``: keyed state, timers, side outputs."""
+        if not isinstance(function, (KeyedProcessFunction, ProcessFunction)):
+            raise StreamletConfigError(
+                f"KeyedStream.process() takes a sl.KeyedProcessFunction, not {function!r}")
+        return self._process_node(function, KeyedProcessOperator, [self._input()], name,
+                                  on_error)
+
+    def connect(self, other: KeyedStream) -> ConnectedStreams:
+        """Two keyed streams that one ``CoProcessFunction`` processes with shared state."""
+        if not isinstance(other, KeyedStream) or other._pipeline is not self._pipeline:
+            raise StreamletConfigError(
+                "connect() takes a keyed stream of the same pipeline (key_by(...) both sides)")
+        return ConnectedStreams(self, other)
 
     def reduce(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
                on_error: str | None = None) -> Stream:

@@ -5,6 +5,9 @@
     StreamletError
     ├── StreamletConfigError (ValueError)       a pipeline or setting that cannot run
     ├── InvalidKeyError (TypeError)             a key_by produced a key of an unsupported type
+    ├── InvalidTimestampError (TypeError)       a timestamp that is not int ms or a datetime,
+    │                                           or a record without one in event time
+    ├── StateAccessError (RuntimeError)         keyed state used where there is no current key
     ├── SourceError                             a source failed while reading; the cause is chained
     └── UserFunctionError                       a user function raised; the cause is chained
         └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
@@ -62,6 +65,17 @@ class InvalidKeyError(StreamletError, TypeError):
         )
 
 
+class StateAccessError(StreamletError, RuntimeError):
+    """Keyed state was used where there is no current key."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(
+            f"keyed state {state!r} was used outside a keyed context: keyed state is scoped "
+            "to the current key, so it can only be used inside process() or on_timer() of a "
+            "function running on a keyed stream (after key_by)")
+
+
 class SourceError(StreamletError):
     """A source failed while reading; ``position`` says how far it had got."""
 
@@ -69,6 +83,15 @@ class SourceError(StreamletError):
         self.source = source
         self.position = position
         super().__init__(f"source {source!r}, {position}: {type(cause).__name__}: {cause}")
+
+
+class InvalidTimestampError(StreamletError, TypeError):
+    """A timestamp extractor returned something other than int ms or a datetime,
+    or an event-time operator met a record that has no timestamp."""
+
+    def __init__(self, operator: str, detail: str) -> None:
+        self.operator = operator
+        super().__init__(f"operator {operator!r}: {detail}")
 
 
 class UserFunctionError(StreamletError):

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamlet.errors import InvalidKeyError, OperatorTimeoutError
+from streamlet.state.keys import is_valid_key
 
 from .batch import Batch
-from .keys import is_valid_key
 from .operator import DeadLetter, Operator, OperatorContext
 
 KINDS = ("map", "filter", "flat_map", "key_by", "sink")
@@ -88,7 +88,7 @@ class AsyncCallOperator(Operator):
         # keeps segments, each closed by a marker.
         self._queue: deque[list[Any] | _Marker] = deque()
         self._segments: deque[_Segment] = deque()
-        self._running: set[asyncio.Task[Any]] = set()
+        self._unemitted: set[asyncio.Task[Any]] = set()  # calls whose result is not out yet
         self._count = 0
         self._ending = False
         self._wake: asyncio.Future[None] | None = None
@@ -195,12 +195,11 @@ class AsyncCallOperator(Operator):
             entry = [task, value, None if keys is None else keys[i],
                      None if tss is None else tss[i], keys is not None]
             self._count += 1
-            self._running.add(task)
+            self._unemitted.add(task)
             if self.ordered:
                 self._queue.append(entry)
                 if len(self._queue) == 1:
                     self._wake_emitter()
-                task.add_done_callback(self._running.discard)
             else:
                 segments = self._segments
                 if not segments or segments[-1].marker is not None:
@@ -210,7 +209,6 @@ class AsyncCallOperator(Operator):
                 task.add_done_callback(functools.partial(self._finished, segment, entry))
 
     def _finished(self, segment: _Segment, entry: list[Any], task: asyncio.Task[Any]) -> None:
-        self._running.discard(task)
         segment.running -= 1
         segment.done.append(entry)
         self._wake_emitter()
@@ -326,6 +324,9 @@ class AsyncCallOperator(Operator):
 
     async def _emit_entries(self, ready: list[list[Any]]) -> None:
         self._count -= len(ready)
+        unemitted = self._unemitted
+        for entry in ready:
+            unemitted.discard(entry[0])
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
@@ -343,11 +344,14 @@ class AsyncCallOperator(Operator):
         return [task.result(), True, value, key, ts]
 
     async def close(self) -> None:
-        tasks = list(self._running)
-        self._running.clear()
+        tasks = list(self._unemitted)
+        self._unemitted.clear()
         self._queue.clear()
         self._segments.clear()
         for task in tasks:
             task.cancel()
         if tasks:  # let each call's own cleanup (its finally blocks) finish first
             await asyncio.wait(tasks)
+        for task in tasks:  # a call that failed before the job stopped: nobody will read it
+            if not task.cancelled():
+                task.exception()

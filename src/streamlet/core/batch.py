@@ -6,6 +6,10 @@ built per record. ``keys`` is ``None`` on a stream that is not keyed and
 ``timestamps`` is ``None`` on a stream that has none, which is the common,
 fast case.
 
+``split`` names the source split the records came from (a Kafka partition),
+so that watermarks can be generated per split; operators between a source
+and ``assign_timestamps`` keep it.
+
 A batch is never mutated after it is emitted: a chain may hand the same batch
 to several consumers (fan-out), so operators build new lists.
 """
@@ -16,13 +20,14 @@ from typing import Any
 
 
 class Batch:
-    __slots__ = ("keys", "timestamps", "values")
+    __slots__ = ("keys", "split", "timestamps", "values")
 
     def __init__(self, values: list[Any], keys: list[Any] | None = None,
-                 timestamps: list[int] | None = None) -> None:
+                 timestamps: list[int] | None = None, split: Any = None) -> None:
         self.values = values
         self.keys = keys
         self.timestamps = timestamps
+        self.split = split  # the source split (e.g. Kafka partition) the records came from
 
     def __len__(self) -> int:
         return len(self.values)

@@ -17,24 +17,11 @@ from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from streamlet.errors import StreamletConfigError
+from streamlet.time.durations import to_millis
 
 ON_ERROR_CHOICES = ("fail", "dead_letter")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def to_millis(value: timedelta | int | float, what: str) -> int:
-    """Durations are ``timedelta`` or int milliseconds, as in Kafka and Flink."""
-    if isinstance(value, timedelta):
-        ms = value / timedelta(milliseconds=1)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        ms = value
-    else:
-        raise StreamletConfigError(
-            f"{what} must be a datetime.timedelta or int milliseconds, not {value!r}")
-    if ms < 0:
-        raise StreamletConfigError(f"{what} must not be negative, got {value!r}")
-    return int(ms)
 
 
 def check_on_error(on_error: str, operator: str) -> str:

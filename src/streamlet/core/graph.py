@@ -46,6 +46,7 @@ class Node:
     make_operator: Callable[[], Operator] | None = None
     make_source: Callable[[], SourceReader] | None = None
     on_error: str = "fail"
+    function: Any = None  # the user's function object, where it carries state
 
     def __repr__(self) -> str:
         return f"Node({self.id}, {self.kind}, {self.name!r})"

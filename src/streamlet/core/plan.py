@@ -52,6 +52,7 @@ def is_chained(node: Node) -> bool:
             and node.inputs[0].edge is Edge.FORWARD)
 
 
+
 def _check(graph: Graph) -> None:
     if not any(n.kind == "source" for n in graph.nodes):
         raise StreamletConfigError("the pipeline has no source; add one with from_iterable(...)")

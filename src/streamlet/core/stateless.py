@@ -16,9 +16,9 @@ from itertools import chain, compress
 from typing import Any
 
 from streamlet.errors import InvalidKeyError
+from streamlet.state.keys import is_valid_key
 
 from .batch import Batch
-from .keys import is_valid_key
 from .operator import DeadLetter, Operator, checking_first_call
 
 _SCALAR_KEY_TYPES = frozenset((str, int, float, bytes, bool, type(None)))
@@ -99,7 +99,7 @@ class MapOperator(_UserOperator):
             await self.emit_dead_letters(dead)
         if out:
             await self.output.push(
-                Batch(out, without(batch.keys, bad), without(batch.timestamps, bad)))
+                Batch(out, without(batch.keys, bad), without(batch.timestamps, bad), batch.split))
 
 
 class FilterOperator(_UserOperator):
@@ -114,7 +114,7 @@ class FilterOperator(_UserOperator):
                 if fn(value):
                     out.append(value)
             run_guarded(self, batch, lambda it: extend(filter(fn, it)), keep_if, dead)
-            result = Batch(out)
+            result = Batch(out, None, None, batch.split)
         else:
             flags: list[Any] = []
             extend = flags.extend
@@ -126,7 +126,7 @@ class FilterOperator(_UserOperator):
             ts = batch.timestamps
             result = Batch(list(compress(batch.values, flags)),
                            None if keys is None else list(compress(keys, flags)),
-                           None if ts is None else list(compress(ts, flags)))
+                           None if ts is None else list(compress(ts, flags)), batch.split)
         if dead:
             await self.emit_dead_letters(dead)
         if result.values:
@@ -144,7 +144,7 @@ class FlatMapOperator(_UserOperator):
             # a record that fails halfway contributes nothing, keyed or not.
             run_guarded(self, batch, lambda it: extend(chain.from_iterable(map(list, map(fn, it)))),
                         lambda v: extend(list(fn(v))), dead)
-            result = Batch(out)
+            result = Batch(out, None, None, batch.split)
         else:
             result = self._with_columns(batch, dead)
         if dead:
@@ -170,7 +170,7 @@ class FlatMapOperator(_UserOperator):
                 out_keys.extend([keys[i]] * len(items))
             if out_ts is not None and ts is not None:
                 out_ts.extend([ts[i]] * len(items))
-        return Batch(values, out_keys, out_ts)
+        return Batch(values, out_keys, out_ts, batch.split)
 
 
 class KeyByOperator(_UserOperator):

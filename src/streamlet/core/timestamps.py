@@ -1,0 +1,191 @@
+"""``assign_timestamps``: stamp records with event time and generate watermarks.
+
+Each source split (``Batch.split``) gets its own watermark generator; the
+operator's watermark is the minimum over the splits that are not idle, and
+never goes backwards. A watermark goes out after every batch that moved it.
+With idleness, a split that has had no records for that long (in processing
+time, from the job's clock) stops holding the watermark back; when every
+split is idle the operator says so downstream, and a multi-input operator
+there stops waiting for it.
+
+Watermarks arriving from upstream are superseded by this operator's own, as
+in Flink, except the final one a bounded input sends at its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streamlet.errors import InvalidTimestampError
+from streamlet.time.clock import TimerHandle
+from streamlet.time.watermarks import WatermarkGenerator, WatermarkStrategy
+
+from .batch import Batch
+from .control import MAX_WATERMARK, MIN_WATERMARK
+from .operator import DeadLetter, Operator, OperatorContext
+from .stateless import run_guarded, without
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_INT = frozenset((int,))
+
+
+def to_timestamp(value: Any) -> int:
+    """Int milliseconds from an int or a datetime (naive means UTC)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        ms: int = (value - _EPOCH) // _MS
+        return ms
+    raise TypeError(value)
+
+
+class _Split:
+    __slots__ = ("generator", "idle", "last_active", "watermark")
+
+    def __init__(self, generator: WatermarkGenerator, now: int) -> None:
+        self.generator = generator
+        self.watermark = MIN_WATERMARK
+        self.idle = False
+        self.last_active = now
+
+
+class AssignTimestampsOperator(Operator):
+    def __init__(self, name: str, extractor: Callable[[Any], Any],
+                 strategy: WatermarkStrategy, on_error: str) -> None:
+        self.name = name
+        self.extractor = extractor
+        self.strategy = strategy
+        self.on_error = on_error
+        self._splits: dict[Any, _Split] = {}
+        self._watermark = MIN_WATERMARK
+        self._idle = False
+        self._idle_check: TimerHandle | None = None
+        self._ctx: OperatorContext | None = None
+
+    def open(self, ctx: OperatorContext) -> None:
+        self._ctx = ctx
+        if self.strategy.idleness_ms is not None:
+            self._schedule_idle_check(ctx.clock.now() + self.strategy.idleness_ms)
+
+    # -- records ------------------------------------------------------------------
+
+    async def process(self, batch: Batch) -> None:
+        dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
+        raw: list[Any] = []
+        extend = raw.extend
+        fn = self.extractor
+        bad = run_guarded(self, batch, lambda it: extend(map(fn, it)),
+                          lambda v: raw.append(fn(v)), dead)
+        values = without(batch.values, bad)
+        keys = without(batch.keys, bad)
+        assert values is not None
+        if _INT.issuperset(map(type, raw)):
+            timestamps: list[int] = raw
+        else:
+            values, keys, timestamps = self._convert(batch, bad, values, keys, raw, dead)
+        if dead:
+            await self.emit_dead_letters(dead)
+        if not values:
+            return
+        split = self._split(batch.split)
+        punctuated = split.generator.on_batch(values, timestamps)
+        await self.output.push(Batch(values, keys, timestamps, batch.split))
+        periodic = split.generator.on_periodic_emit()
+        for wm in (punctuated, periodic):
+            if wm is not None and wm > split.watermark:
+                split.watermark = wm
+        if split.idle:
+            split.idle = False
+        await self._advance()
+
+    def _convert(self, batch: Batch, bad: list[int], values: list[Any], keys: list[Any] | None,
+                 raw: list[Any], dead: list[DeadLetter] | None
+                 ) -> tuple[list[Any], list[Any] | None, list[int]]:
+        skip = set(bad)
+        original = [i for i in range(len(batch.values)) if i not in skip]
+        keep_values: list[Any] = []
+        keep_keys: list[Any] | None = None if keys is None else []
+        timestamps: list[int] = []
+        for j, stamp in enumerate(raw):
+            try:
+                ts = to_timestamp(stamp)
+            except TypeError:
+                self.failed(batch, original[j], InvalidTimestampError(
+                    self.name, f"the timestamp extractor returned {stamp!r} "
+                    f"({type(stamp).__name__}); return int milliseconds since the epoch "
+                    "or a datetime"), dead)
+                continue
+            timestamps.append(ts)
+            keep_values.append(values[j])
+            if keep_keys is not None and keys is not None:
+                keep_keys.append(keys[j])
+        return keep_values, keep_keys, timestamps
+
+    def _split(self, split_id: Any) -> _Split:
+        split = self._splits.get(split_id)
+        now = self._ctx.clock.now() if self._ctx is not None else 0
+        if split is None:
+            split = self._splits[split_id] = _Split(self.strategy.create_generator(), now)
+        else:
+            split.last_active = now
+        return split
+
+    # -- watermarks ---------------------------------------------------------------
+
+    async def _advance(self) -> None:
+        active = [s for s in self._splits.values() if not s.idle]
+        if not active:
+            if self._splits and not self._idle:
+                self._idle = True
+                await Operator.on_status(self, True)
+            return
+        if self._idle:
+            self._idle = False
+            await Operator.on_status(self, False)
+        wm = min(s.watermark for s in active)
+        if wm > self._watermark:
+            self._watermark = wm
+            await Operator.on_watermark(self, wm)
+
+    async def on_watermark(self, timestamp: int) -> None:
+        if timestamp == MAX_WATERMARK and self._watermark < MAX_WATERMARK:
+            self._watermark = MAX_WATERMARK
+            await Operator.on_watermark(self, MAX_WATERMARK)
+
+    async def on_status(self, idle: bool) -> None:
+        return None  # this operator judges idleness itself
+
+    # -- idleness -----------------------------------------------------------------
+
+    def _schedule_idle_check(self, when: int) -> None:
+        assert self._ctx is not None
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+        self._idle_check = self._ctx.call_at(when, self._check_idle)
+
+    async def _check_idle(self) -> None:
+        assert self._ctx is not None and self.strategy.idleness_ms is not None
+        self._idle_check = None
+        now = self._ctx.clock.now()
+        timeout = self.strategy.idleness_ms
+        if not self._splits:
+            if not self._idle:  # nothing at all yet: idle from the start
+                self._idle = True
+                await Operator.on_status(self, True)
+            self._schedule_idle_check(now + timeout)
+            return
+        for split in self._splits.values():
+            if not split.idle and now - split.last_active >= timeout:
+                split.idle = True
+        await self._advance()
+        active = [s.last_active for s in self._splits.values() if not s.idle]
+        self._schedule_idle_check(min(active) + timeout if active else now + timeout)
+
+    async def close(self) -> None:
+        if self._idle_check is not None:
+            self._idle_check.cancel()

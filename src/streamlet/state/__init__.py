@@ -1,0 +1,1 @@
+"""Keyed state: key groups, state descriptors, and the backends that hold state."""
