@@ -12,7 +12,7 @@ from .connectors.collections import AsyncIterableReader, IterableReader
 from .core.graph import Graph
 from .core.plan import Plan, compile_graph
 from .core.runtime import Job, JobResult, RuntimeOptions
-from .core.source import SourceReader
+from .core.source import Source, SourceReader
 from .errors import StreamletConfigError, StreamletError
 from .state.backend import StateBackendFactory, memory_backend
 from .state.keys import DEFAULT_MAX_PARALLELISM
@@ -110,6 +110,17 @@ class Pipeline:
         def make(node_name: str) -> SourceReader:
             return AsyncIterableReader(node_name, iterable, size)
         return self._source(name, "from_async_iterable", make)
+
+    def from_source(self, source: Source, *, name: str | None = None) -> Stream:
+        """Read any ``Source``: an object whose ``create_reader(name, batch_size)``
+        returns a ``SourceReader`` (a fresh one for every run)."""
+        if not isinstance(source, Source):
+            raise StreamletConfigError(f"from_source() takes a streamlet Source, not {source!r}")
+        size = self.settings.batch_size
+
+        def make(node_name: str) -> SourceReader:
+            return source.create_reader(node_name, size)
+        return self._source(name, type(source).__name__.lower(), make)
 
     # -- running ---------------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class Job:
         reader = self.readers[task.head.id]
         mailbox = self.mailboxes[id(task)]
         sleep = asyncio.sleep
-        reading: asyncio.Task[Batch | None] | None = None
+        reading: asyncio.Task[Batch | Watermark | None] | None = None
         try:
             while True:
                 if not mailbox.in_use:  # the common case: nothing else to wait for
@@ -171,7 +171,9 @@ class Job:
                     reading = None
                 if batch is None:
                     break
-                if batch.values:
+                if isinstance(batch, Watermark):
+                    await output.watermark(batch.timestamp)
+                elif batch.values:
                     await output.push(batch)
                 await sleep(0)  # let other tasks take a turn between batches
         finally:
