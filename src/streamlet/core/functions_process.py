@@ -95,10 +95,16 @@ class TimerService:
 
     def register_event_time(self, timestamp: int) -> None:
         """Call ``on_timer`` when the watermark reaches ``timestamp``."""
+        key = self._key_ref.key
+        if type(timestamp) is not int or key is NO_KEY:
+            self._refuse(timestamp)
+        self._event.register(key, timestamp)
+
+    def _refuse(self, timestamp: Any) -> None:
         if type(timestamp) is not int:
             raise InvalidTimestampError(
                 self._operator.name, f"a timer time must be int milliseconds, not {timestamp!r}")
-        self._event.register(self._key(), timestamp)
+        self._key()
 
     def register_processing_time(self, timestamp: int) -> None:
         """Call ``on_timer`` when the job's clock reaches ``timestamp``."""

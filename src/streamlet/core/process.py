@@ -195,27 +195,28 @@ class ProcessOperatorBase(Operator):
         ctx._out = out
         ctx.time_domain = domain
         key_ref = self.key_ref
+        pop_bucket = queue.pop_bucket
+        key: Any = NO_KEY
+        timestamp = 0
         try:
-            while True:
-                due = queue.pop_due(until)
-                if due is None:
-                    break
-                timestamp, key = due
-                key_ref.key = key
+            while (due := pop_bucket(until)) is not None:
+                timestamp, keys = due
                 ctx._ts = timestamp
                 before = len(out)
-                try:
+                for key in keys:
+                    key_ref.key = key
                     if mode == _RETURNS:
                         result = on_timer(timestamp, ctx)
                         if result is not None:
                             out.append(result)
+                    elif mode == _YIELDS:
+                        out.extend(on_timer(timestamp, ctx))
                     else:
                         await self._call(on_timer, mode, timestamp, out)
-                except Exception as exc:
-                    error = UserFunctionError(self.name, f"on_timer({timestamp}) [{domain}]",
-                                              exc, key, True)
-                    raise error from exc
                 out_ts.extend([timestamp] * (len(out) - before))
+        except Exception as exc:
+            raise UserFunctionError(self.name, f"on_timer({timestamp}) [{domain}]", exc, key,
+                                    True) from exc
         finally:
             key_ref.key = NO_KEY
             ctx._ts = None

@@ -92,7 +92,10 @@ class _Handle:
 
     def clear(self) -> None:
         """Forget this key's state."""
-        self._table.pop(self._key(), None)
+        key = self._kr.key
+        if key is NO_KEY:
+            raise StateAccessError(self.name)
+        self._table.pop(key, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -1,63 +1,77 @@
 """Per-key timers, in event time and in processing time.
 
 A timer is a (key, timestamp) pair, registered at most once: registering the
-same pair again is a no-op, as in Flink. Timers wait in a heap ordered by
-timestamp (then by registration); deleting one only forgets the pair, and
-the stale heap entry is skipped when it surfaces.
+same pair again is a no-op, as in Flink. Timers are kept in buckets, one per
+timestamp, each an insertion-ordered dict of keys, with a heap of the
+bucket timestamps. Jobs set many timers for the same instant (the end of a
+second, of a window), so a registration is usually one dict insert, and
+timers of one instant fire in the order they were registered.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Any
 
 
 class TimerQueue:
     """The timers of one time domain of one keyed operator."""
 
-    __slots__ = ("_heap", "_pending", "_seq")
+    __slots__ = ("buckets", "heap")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Any]] = []
-        self._pending: set[tuple[Any, int]] = set()
-        self._seq = itertools.count()
+        self.heap: list[int] = []
+        self.buckets: dict[int, dict[Any, None]] = {}
 
     def register(self, key: Any, timestamp: int) -> bool:
-        """Add a timer; True when it is new (so it may be the earliest)."""
-        pair = (key, timestamp)
-        if pair in self._pending:
+        """Add a timer; True when it is new."""
+        bucket = self.buckets.get(timestamp)
+        if bucket is None:
+            self.buckets[timestamp] = {key: None}
+            heapq.heappush(self.heap, timestamp)
+            return True
+        if key in bucket:
             return False
-        self._pending.add(pair)
-        heapq.heappush(self._heap, (timestamp, next(self._seq), key))
+        bucket[key] = None
         return True
 
     def delete(self, key: Any, timestamp: int) -> None:
-        self._pending.discard((key, timestamp))
+        bucket = self.buckets.get(timestamp)
+        if bucket is not None:
+            bucket.pop(key, None)
 
     def peek(self) -> int | None:
         """The earliest pending timer's timestamp, or None."""
-        heap = self._heap
-        pending = self._pending
-        while heap and (heap[0][2], heap[0][0]) not in pending:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        heap = self.heap
+        buckets = self.buckets
+        while heap:
+            timestamp = heap[0]
+            if buckets.get(timestamp):
+                return timestamp
+            heapq.heappop(heap)  # every key of that instant was deleted
+            buckets.pop(timestamp, None)
+        return None
 
-    def pop_due(self, until: int) -> tuple[int, Any] | None:
-        """The earliest timer at or before ``until``, removed; None if there is none."""
-        heap = self._heap
-        pending = self._pending
-        while heap and heap[0][0] <= until:
-            timestamp, _, key = heapq.heappop(heap)
-            pair = (key, timestamp)
-            if pair in pending:
-                pending.discard(pair)
-                return timestamp, key
+    def pop_bucket(self, until: int) -> tuple[int, list[Any]] | None:
+        """The earliest instant at or before ``until`` and its keys, removed.
+
+        Timers registered while these fire land in a new bucket, so they fire
+        after these, still in timestamp order.
+        """
+        heap = self.heap
+        buckets = self.buckets
+        # Invariant: every bucket has exactly one heap entry, removed with it.
+        while heap and heap[0] <= until:
+            timestamp = heapq.heappop(heap)
+            bucket = buckets.pop(timestamp, None)
+            if bucket:
+                return timestamp, list(bucket)
         return None
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return sum(len(b) for b in self.buckets.values())
 
     def items(self) -> list[tuple[Any, int]]:
-        """Every pending (key, timestamp), for snapshots."""
-        return sorted(self._pending, key=lambda pair: pair[1])
+        """Every pending (key, timestamp), in firing order, for snapshots."""
+        return [(key, ts) for ts in sorted(self.buckets) for key in self.buckets[ts]]
+
