@@ -13,7 +13,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "streamlet"
 
 # module -> prefixes it must not load
 LAYERS = {
-    "streamlet.errors": ["streamlet.core", "streamlet.connectors", "streamlet._"],
+    "streamlet.errors": ["streamlet.core", "streamlet.connectors", "streamlet._",
+                         "streamlet.time", "streamlet.state"],
+    "streamlet.time.watermarks": ["streamlet.state", "streamlet.core", "streamlet.connectors",
+                                  "streamlet._"],
+    "streamlet.time.timers": ["streamlet.state", "streamlet.core", "streamlet._"],
+    "streamlet.state.descriptors": ["streamlet.core", "streamlet.connectors", "streamlet._"],
+    "streamlet.core.process": ["streamlet.connectors", "streamlet._stream", "streamlet.testing"],
     "streamlet.core.runtime": ["streamlet.connectors", "streamlet._stream",
                                "streamlet._pipeline", "streamlet.cli"],
     "streamlet.core.stateless": ["streamlet.connectors", "streamlet._stream"],
