@@ -41,7 +41,7 @@ class Batch:
         ts = self.timestamps
         return Batch(self.values[start:stop],
                      None if keys is None else keys[start:stop],
-                     None if ts is None else ts[start:stop])
+                     None if ts is None else ts[start:stop], self.split)
 
     def record(self, index: int) -> tuple[Any, Any, int | None]:
         keys = self.keys

@@ -25,6 +25,10 @@ class ProcessFunction:
     def process(self, value: Any, ctx: Context) -> Any:
         raise NotImplementedError
 
+    def on_timer(self, timestamp: int, ctx: Context) -> Any:
+        """Timers need a key; on a keyed stream a ProcessFunction may set them too."""
+        return None
+
     def close(self) -> None:
         """Called once when the run stops."""
 
@@ -132,9 +136,10 @@ class TimerService:
 class Context:
     """What ``process`` and ``on_timer`` are handed (Flink's ``Context``)."""
 
-    __slots__ = ("_key_ref", "_out", "_side", "_ts", "time_domain", "timers")
+    __slots__ = ("_key_ref", "_operator", "_out", "_side", "_ts", "time_domain", "timers")
 
-    def __init__(self, key_ref: KeyRef | None, timers: TimerService | None) -> None:
+    def __init__(self, operator: str, key_ref: KeyRef | None, timers: TimerService | None) -> None:
+        self._operator = operator
         self._key_ref = key_ref
         self._ts: int | None = None
         self._out: list[Any] = []
@@ -153,7 +158,7 @@ class Context:
         ts = self._ts
         if ts is None:
             raise InvalidTimestampError(
-                "process", "this record has no timestamp; give the stream event time with "
+                self._operator, "this record has no timestamp; give the stream event time with "
                 "assign_timestamps(...) upstream, or use processing time")
         return ts
 

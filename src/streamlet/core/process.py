@@ -69,7 +69,8 @@ class ProcessOperatorBase(Operator):
         self._ctx_open: OperatorContext | None = None
         self._scheduled: tuple[int, TimerHandle] | None = None
         timers = TimerService(self, self.key_ref, self.event_timers, self.processing_timers)
-        self.ctx = Context(self.key_ref if self.keyed else None, timers if self.keyed else None)
+        self.ctx = Context(name, self.key_ref if self.keyed else None,
+                           timers if self.keyed else None)
 
     def open(self, ctx: OperatorContext) -> None:
         self._ctx_open = ctx
@@ -185,6 +186,8 @@ class ProcessOperatorBase(Operator):
     # -- timers -------------------------------------------------------------------------
 
     async def _fire(self, queue: TimerQueue, until: int, domain: str) -> None:
+        if not queue.buckets:
+            return
         on_timer = self.function.on_timer
         mode = _mode(on_timer)
         emitted = _Emitted(True)

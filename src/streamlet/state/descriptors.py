@@ -19,6 +19,7 @@ each element): an expired entry is never returned, and is dropped when met.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Final, Generic, TypeVar
@@ -101,17 +102,25 @@ class _Handle:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+_IMMUTABLE = (int, float, str, bytes, bool, type(None), tuple, frozenset, complex)
+
+
 class ValueStateHandle(_Handle):
-    __slots__ = ("_default",)
+    __slots__ = ("_copy_default", "_default")
 
     def __init__(self, name: str, table: StateTable, key_ref: KeyRef, default: Any) -> None:
         super().__init__(name, table, key_ref)
         self._default = default
+        # every key gets its own copy of a mutable default, as in Flink
+        self._copy_default = not isinstance(default, _IMMUTABLE)
 
     def value(self) -> Any:
         key = self._kr.key
         if key is NO_KEY:
             raise StateAccessError(self.name)
+        if self._copy_default:
+            found = self._table.get(key, _MISSING)
+            return copy.deepcopy(self._default) if found is _MISSING else found
         return self._table.get(key, self._default)
 
     def update(self, value: Any) -> None:
