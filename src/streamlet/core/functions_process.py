@@ -9,6 +9,7 @@ streams, the timers.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from streamlet.errors import InvalidTimestampError, StreamletError
@@ -102,7 +103,13 @@ class TimerService:
         key = self._key_ref.key
         if type(timestamp) is not int or key is NO_KEY:
             self._refuse(timestamp)
-        self._event.register(key, timestamp)
+        queue = self._event  # TimerQueue.register, inlined: this runs per record
+        bucket = queue.buckets.get(timestamp)
+        if bucket is None:
+            queue.buckets[timestamp] = {key: None}
+            heapq.heappush(queue.heap, timestamp)
+        elif key not in bucket:
+            bucket[key] = None
 
     def _refuse(self, timestamp: Any) -> None:
         if type(timestamp) is not int:
@@ -134,37 +141,25 @@ class TimerService:
 
 
 class Context:
-    """What ``process`` and ``on_timer`` are handed (Flink's ``Context``)."""
+    """What ``process`` and ``on_timer`` are handed (Flink's ``Context``).
 
-    __slots__ = ("_key_ref", "_operator", "_out", "_side", "_ts", "time_domain", "timers")
+    ``ctx.key`` is the key of the record or timer being processed (None on a
+    stream that is not keyed); ``ctx.timestamp`` is the record's event time
+    (in ``on_timer``, the timer's time). On a record that has no timestamp,
+    reading ``ctx.timestamp`` raises ``InvalidTimestampError``. Both are
+    plain attributes the operator sets per record, so reading them is free.
+    """
 
-    def __init__(self, operator: str, key_ref: KeyRef | None, timers: TimerService | None) -> None:
+    __slots__ = ("_operator", "_out", "_side", "key", "time_domain", "timers")
+    has_timestamp = True
+
+    def __init__(self, operator: str, timers: TimerService | None) -> None:
         self._operator = operator
-        self._key_ref = key_ref
-        self._ts: int | None = None
+        self.key: Any = None
         self._out: list[Any] = []
         self._side: dict[str, list[Any]] = {}
         self.timers = timers
         self.time_domain: str | None = None  # in on_timer: EVENT_TIME or PROCESSING_TIME
-
-    @property
-    def key(self) -> Any:
-        """The key of the record or timer being processed (None on unkeyed streams)."""
-        return None if self._key_ref is None else self._key_ref.key
-
-    @property
-    def timestamp(self) -> int:
-        """The record's event time (in ``on_timer``, the timer's time)."""
-        ts = self._ts
-        if ts is None:
-            raise InvalidTimestampError(
-                self._operator, "this record has no timestamp; give the stream event time with "
-                "assign_timestamps(...) upstream, or use processing time")
-        return ts
-
-    @property
-    def has_timestamp(self) -> bool:
-        return self._ts is not None
 
     def emit(self, value: Any) -> None:
         """Send ``value`` downstream, after anything emitted before it."""
@@ -175,4 +170,29 @@ class Context:
         side = self._side.get(tag)
         if side is None:
             side = self._side[tag] = []
-        side.append((value, self._ts))
+        side.append((value, self.timestamp if self.has_timestamp else None))
+
+    timestamp: Any
+
+
+class TimedContext(Context):
+    """The context of records that carry event time."""
+
+    __slots__ = ("timestamp",)
+
+    def __init__(self, operator: str, timers: TimerService | None) -> None:
+        super().__init__(operator, timers)
+        self.timestamp: Any = None
+
+
+class UntimedContext(Context):
+    """The context of records without event time."""
+
+    __slots__ = ()
+    has_timestamp = False
+
+    @property  # the same name as the slot, raising: that is the point
+    def timestamp(self) -> int:
+        raise InvalidTimestampError(
+            self._operator, "this record has no timestamp; give the stream event time with "
+            "assign_timestamps(...) upstream, or use processing time")

@@ -21,7 +21,14 @@ from streamlet.time.timers import TimerQueue
 
 from .batch import Batch
 from .control import MIN_WATERMARK
-from .functions_process import EVENT_TIME, PROCESSING_TIME, Context, TimerService
+from .functions_process import (
+    EVENT_TIME,
+    PROCESSING_TIME,
+    Context,
+    TimedContext,
+    TimerService,
+    UntimedContext,
+)
 from .operator import DeadLetter, Operator, OperatorContext
 
 # How a user method emits: by return, by yield, awaited, or async-yielded.
@@ -69,8 +76,8 @@ class ProcessOperatorBase(Operator):
         self._ctx_open: OperatorContext | None = None
         self._scheduled: tuple[int, TimerHandle] | None = None
         timers = TimerService(self, self.key_ref, self.event_timers, self.processing_timers)
-        self.ctx = Context(name, self.key_ref if self.keyed else None,
-                           timers if self.keyed else None)
+        self.ctx = TimedContext(name, timers if self.keyed else None)
+        self.untimed_ctx = UntimedContext(name, timers if self.keyed else None)
 
     def open(self, ctx: OperatorContext) -> None:
         self._ctx_open = ctx
@@ -111,34 +118,37 @@ class ProcessOperatorBase(Operator):
         emitted = _Emitted(tss is not None)
         out = emitted.values
         out_ts = emitted.timestamps
-        ctx = self.ctx
+        ctx: Context = self.ctx if tss is not None else self.untimed_ctx
         ctx._out = out
         key_ref = self.key_ref
+        ts: Any = None
         dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
         n = len(values)
         i = 0
         while i < n:
             before = len(out)
             try:
-                if mode == _RETURNS:
-                    while i < n:
-                        if keys is not None:
-                            key_ref.key = keys[i]
-                        ts = ctx._ts = None if tss is None else tss[i]
+                if mode == _RETURNS and keys is not None and out_ts is not None:
+                    assert tss is not None
+                    # the hot path: keyed, timestamped, emitting by return or ctx.emit
+                    for i in range(i, n):  # noqa: B020  # i names the failing record
+                        key_ref.key = ctx.key = keys[i]
+                        ts = ctx.timestamp = tss[i]
                         before = len(out)
                         result = method(values[i], ctx)
                         if result is not None:
                             out.append(result)
-                        if out_ts is not None and len(out) != before:
+                        if len(out) != before:
                             out_ts.extend([ts] * (len(out) - before))
-                        i += 1
+                    i = n
                 else:
                     while i < n:
                         if keys is not None:
-                            key_ref.key = keys[i]
-                        ts = ctx._ts = None if tss is None else tss[i]
+                            key_ref.key = ctx.key = keys[i]
+                        if tss is not None:
+                            ts = ctx.timestamp = tss[i]
                         before = len(out)
-                        await self._call(method, mode, values[i], out)
+                        await self._call(method, mode, values[i], out, ctx)
                         if out_ts is not None and len(out) != before:
                             out_ts.extend([ts] * (len(out) - before))
                         i += 1
@@ -147,14 +157,13 @@ class ProcessOperatorBase(Operator):
                 self.failed(batch, i, exc, dead)
                 i += 1
         key_ref.key = NO_KEY
-        ctx._ts = None
+        ctx.key = None
         if dead:
             await self.emit_dead_letters(dead)
-        await self._flush(emitted)
+        await self._flush(emitted, ctx)
 
     async def _call(self, method: Callable[..., Any], mode: int, value: Any,
-                    out: list[Any]) -> None:
-        ctx = self.ctx
+                    out: list[Any], ctx: Context) -> None:
         if mode == _YIELDS:
             out.extend(method(value, ctx))
         elif mode == _AWAITS:
@@ -169,12 +178,12 @@ class ProcessOperatorBase(Operator):
             if result is not None:
                 out.append(result)
 
-    async def _flush(self, emitted: _Emitted) -> None:
-        side = self.ctx._side
+    async def _flush(self, emitted: _Emitted, ctx: Context) -> None:
+        side = ctx._side
         if emitted.values:
             await self.output.push(Batch(emitted.values, None, emitted.timestamps))
         if side:
-            self.ctx._side = {}
+            ctx._side = {}
             for tag, items in side.items():
                 target = self.side_outputs.get(tag)
                 if target is None:
@@ -204,10 +213,10 @@ class ProcessOperatorBase(Operator):
         try:
             while (due := pop_bucket(until)) is not None:
                 timestamp, keys = due
-                ctx._ts = timestamp
+                ctx.timestamp = timestamp
                 before = len(out)
                 for key in keys:
-                    key_ref.key = key
+                    key_ref.key = ctx.key = key
                     if mode == _RETURNS:
                         result = on_timer(timestamp, ctx)
                         if result is not None:
@@ -215,16 +224,16 @@ class ProcessOperatorBase(Operator):
                     elif mode == _YIELDS:
                         out.extend(on_timer(timestamp, ctx))
                     else:
-                        await self._call(on_timer, mode, timestamp, out)
+                        await self._call(on_timer, mode, timestamp, out, ctx)
                 out_ts.extend([timestamp] * (len(out) - before))
         except Exception as exc:
             raise UserFunctionError(self.name, f"on_timer({timestamp}) [{domain}]", exc, key,
                                     True) from exc
         finally:
             key_ref.key = NO_KEY
-            ctx._ts = None
+            ctx.key = None
             ctx.time_domain = None
-        await self._flush(emitted)
+        await self._flush(emitted, ctx)
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp <= self.watermark:

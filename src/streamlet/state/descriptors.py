@@ -35,11 +35,22 @@ _MISSING: Any = object()
 TTL_UPDATES = ("on_write", "on_read_and_write")
 
 
+class NoCurrentKey(Exception):
+    """Raised by hashing ``NO_KEY``: a state table was used with no current key."""
+
+
 class _NoKey:
+    """The current key outside keyed processing. It cannot be hashed, so any
+    table lookup with it fails at once; the handles turn that into a clear
+    ``StateAccessError`` without checking the key on every call."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "NO_KEY"
+
+    def __hash__(self) -> int:
+        raise NoCurrentKey()
 
 
 NO_KEY: Final = _NoKey()
@@ -93,10 +104,10 @@ class _Handle:
 
     def clear(self) -> None:
         """Forget this key's state."""
-        key = self._kr.key
-        if key is NO_KEY:
-            raise StateAccessError(self.name)
-        self._table.pop(key, None)
+        try:
+            self._table.pop(self._kr.key, None)
+        except NoCurrentKey:
+            raise StateAccessError(self.name) from None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -115,19 +126,19 @@ class ValueStateHandle(_Handle):
         self._copy_default = not isinstance(default, _IMMUTABLE)
 
     def value(self) -> Any:
-        key = self._kr.key
-        if key is NO_KEY:
-            raise StateAccessError(self.name)
-        if self._copy_default:
-            found = self._table.get(key, _MISSING)
-            return copy.deepcopy(self._default) if found is _MISSING else found
-        return self._table.get(key, self._default)
+        try:
+            if self._copy_default:
+                found = self._table.get(self._kr.key, _MISSING)
+                return copy.deepcopy(self._default) if found is _MISSING else found
+            return self._table.get(self._kr.key, self._default)
+        except NoCurrentKey:
+            raise StateAccessError(self.name) from None
 
     def update(self, value: Any) -> None:
-        key = self._kr.key
-        if key is NO_KEY:
-            raise StateAccessError(self.name)
-        self._table[key] = value
+        try:
+            self._table[self._kr.key] = value
+        except NoCurrentKey:
+            raise StateAccessError(self.name) from None
 
 
 class ListStateHandle(_Handle):
