@@ -9,6 +9,7 @@ timers fire from the task's mailbox when the job's clock reaches them.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from .functions_process import (
     UntimedContext,
 )
 from .operator import DeadLetter, Operator, OperatorContext
+
+_GONE: Any = object()
 
 # How a user method emits: by return, by yield, awaited, or async-yielded.
 _RETURNS, _YIELDS, _AWAITS, _ASYNC_YIELDS = range(4)
@@ -207,15 +210,25 @@ class ProcessOperatorBase(Operator):
         ctx._out = out
         ctx.time_domain = domain
         key_ref = self.key_ref
-        pop_bucket = queue.pop_bucket
+        heap = queue.heap
+        buckets = queue.buckets
         key: Any = NO_KEY
         timestamp = 0
         try:
-            while (due := pop_bucket(until)) is not None:
-                timestamp, keys = due
+            # As Flink does, look at the queue again after every timer: on_timer
+            # may set a timer that is already due, and it fires in time order.
+            while heap and heap[0] <= until:
+                timestamp = heap[0]
+                bucket = buckets.get(timestamp)
+                if not bucket:
+                    heapq.heappop(heap)
+                    buckets.pop(timestamp, None)
+                    continue
                 ctx.timestamp = timestamp
                 before = len(out)
-                for key in keys:
+                for key in list(bucket):
+                    if bucket.pop(key, _GONE) is _GONE:
+                        continue  # deleted by an earlier on_timer
                     key_ref.key = ctx.key = key
                     if mode == _RETURNS:
                         result = on_timer(timestamp, ctx)
@@ -225,6 +238,8 @@ class ProcessOperatorBase(Operator):
                         out.extend(on_timer(timestamp, ctx))
                     else:
                         await self._call(on_timer, mode, timestamp, out, ctx)
+                    if heap[0] < timestamp:
+                        break  # an earlier timer was just set: it goes first
                 out_ts.extend([timestamp] * (len(out) - before))
         except Exception as exc:
             raise UserFunctionError(self.name, f"on_timer({timestamp}) [{domain}]", exc, key,

@@ -5,7 +5,9 @@ same pair again is a no-op, as in Flink. Timers are kept in buckets, one per
 timestamp, each an insertion-ordered dict of keys, with a heap of the
 bucket timestamps. Jobs set many timers for the same instant (the end of a
 second, of a window), so a registration is usually one dict insert, and
-timers of one instant fire in the order they were registered.
+timers of one instant fire in the order they were registered. Every bucket
+has exactly one heap entry; both go when the bucket is empty. The keyed
+operator fires timers straight from these two structures.
 """
 
 from __future__ import annotations
@@ -50,22 +52,6 @@ class TimerQueue:
                 return timestamp
             heapq.heappop(heap)  # every key of that instant was deleted
             buckets.pop(timestamp, None)
-        return None
-
-    def pop_bucket(self, until: int) -> tuple[int, list[Any]] | None:
-        """The earliest instant at or before ``until`` and its keys, removed.
-
-        Timers registered while these fire land in a new bucket, so they fire
-        after these, still in timestamp order.
-        """
-        heap = self.heap
-        buckets = self.buckets
-        # Invariant: every bucket has exactly one heap entry, removed with it.
-        while heap and heap[0] <= until:
-            timestamp = heapq.heappop(heap)
-            bucket = buckets.pop(timestamp, None)
-            if bucket:
-                return timestamp, list(bucket)
         return None
 
     def __len__(self) -> int:
