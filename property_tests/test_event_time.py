@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 
 import streamlet as sl
@@ -51,16 +50,11 @@ from property_tests.event_time_strategies import (
     timer_fns,
     watermark_scripts,
 )
+from streamlet.state.sqlite import SQLiteState
 from streamlet.testing import FunctionHarness, ManualClock, TestSource, start
-
-try:
-    from streamlet.state.sqlite import SQLiteState
-except ImportError:  # the SQLite backend is not there yet
-    SQLiteState = None
 
 TIMEOUT = 10.0  # seconds; these jobs finish in milliseconds, so this means a hang
 _SCALE = float(os.environ.get("STREAMLET_PROPERTY_SCALE", "1"))
-needs_sqlite = pytest.mark.skipif(SQLiteState is None, reason="no streamlet.state.sqlite yet")
 
 
 def examples(n: int) -> settings:
@@ -202,7 +196,6 @@ def test_event_time_timers_in_a_pipeline_match_oracle(stream: EventStream,
     check_pipeline(stream, fn, "memory")
 
 
-@needs_sqlite
 @examples(30)
 @given(stream=event_streams(), fn=timer_fns())
 def test_event_time_timers_in_a_pipeline_with_sqlite_state(stream: EventStream,
@@ -252,7 +245,6 @@ def test_harness_with_explicit_watermarks_matches_oracle(ops: tuple[Op, ...],
     check_script(ops, fn)
 
 
-@needs_sqlite
 @examples(30)
 @given(ops=watermark_scripts(), fn=timer_fns())
 def test_harness_with_explicit_watermarks_with_sqlite_state(ops: tuple[Op, ...],

@@ -1,5 +1,5 @@
 """Keyed state: every state type, scoped to the current key, and TTL in
-processing time, on the memory backend and on SQLite (when it is importable).
+processing time, on the memory backend and on SQLite.
 """
 
 from __future__ import annotations
@@ -12,18 +12,10 @@ from typing import Any
 import pytest
 
 import streamlet as sl
+from streamlet.state.sqlite import SQLiteState
 from streamlet.testing import FunctionHarness, ManualClock, TestSource, start
 
-try:
-    from streamlet.state.sqlite import SQLiteState
-except ImportError:  # the SQLite backend is optional
-    SQLiteState = None  # type: ignore[assignment,misc]
-
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("sqlite", id="sqlite", marks=pytest.mark.skipif(
-        SQLiteState is None, reason="streamlet.state.sqlite is not importable")),
-]
+BACKENDS = [pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite")]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,7 +23,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A ``state_backend=`` value: None for memory, or SQLite under tmp_path."""
     if request.param == "memory":
         return None
-    assert SQLiteState is not None
     return SQLiteState(tmp_path / "state", cache_size=2)  # tiny: most reads hit the file
 
 

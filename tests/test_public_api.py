@@ -15,7 +15,8 @@ PUBLIC = {
     "CoProcessFunction", "Collected", "ConnectedStreams", "Context", "DeadLetter",
     "InvalidKeyError", "InvalidTimestampError", "JobResult", "KeyedProcessFunction",
     "KeyedStream", "ListState", "MapState", "OperatorTimeoutError", "Pipeline",
-    "ProcessFunction", "ReducingState", "Sink", "SourceError", "StateAccessError", "Stream",
+    "ProcessFunction", "ReducingState", "SQLiteState", "Sink", "SourceError",
+    "StateAccessError", "Stream",
     "StreamletConfigError", "StreamletError", "SystemClock", "UserFunctionError", "ValueState",
     "WatermarkGenerator", "WatermarkStrategy", "operator",
 }

@@ -45,6 +45,7 @@ from .state.descriptors import ListState as ListState
 from .state.descriptors import MapState as MapState
 from .state.descriptors import ReducingState as ReducingState
 from .state.descriptors import ValueState as ValueState
+from .state.sqlite import SQLiteState as SQLiteState
 from .time.clock import Clock as Clock
 from .time.clock import SystemClock as SystemClock
 from .time.watermarks import WatermarkGenerator as WatermarkGenerator
@@ -72,6 +73,7 @@ __all__ = [
     "Pipeline",
     "ProcessFunction",
     "ReducingState",
+    "SQLiteState",
     "Sink",
     "SourceError",
     "StateAccessError",

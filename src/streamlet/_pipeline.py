@@ -50,6 +50,11 @@ class _Settings:
         if not callable(self.state_backend):
             raise StreamletConfigError(
                 f"state_backend must be a state backend factory, not {self.state_backend!r}")
+        backend_groups = getattr(self.state_backend, "max_parallelism", self.max_parallelism)
+        if backend_groups != self.max_parallelism:
+            raise StreamletConfigError(
+                f"the state backend files state under {backend_groups} key groups but the "
+                f"pipeline uses max_parallelism={self.max_parallelism}; make them equal")
 
 
 class Pipeline:

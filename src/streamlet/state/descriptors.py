@@ -104,10 +104,10 @@ class _Handle:
 
     def clear(self) -> None:
         """Forget this key's state."""
-        try:
-            self._table.pop(self._kr.key, None)
-        except NoCurrentKey:
-            raise StateAccessError(self.name) from None
+        key = self._kr.key
+        if key is NO_KEY:  # dict.pop on an empty dict would not even hash it
+            raise StateAccessError(self.name)
+        self._table.pop(key, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
