@@ -117,19 +117,14 @@ _IMMUTABLE = (int, float, str, bytes, bool, type(None), tuple, frozenset, comple
 
 
 class ValueStateHandle(_Handle):
-    __slots__ = ("_copy_default", "_default")
+    __slots__ = ("_default",)
 
     def __init__(self, name: str, table: StateTable, key_ref: KeyRef, default: Any) -> None:
         super().__init__(name, table, key_ref)
         self._default = default
-        # every key gets its own copy of a mutable default, as in Flink
-        self._copy_default = not isinstance(default, _IMMUTABLE)
 
     def value(self) -> Any:
         try:
-            if self._copy_default:
-                found = self._table.get(self._kr.key, _MISSING)
-                return copy.deepcopy(self._default) if found is _MISSING else found
             return self._table.get(self._kr.key, self._default)
         except NoCurrentKey:
             raise StateAccessError(self.name) from None
@@ -139,6 +134,19 @@ class ValueStateHandle(_Handle):
             self._table[self._kr.key] = value
         except NoCurrentKey:
             raise StateAccessError(self.name) from None
+
+
+class _MutableDefaultValueStateHandle(ValueStateHandle):
+    """Every key gets its own copy of a mutable default, as in Flink."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        try:
+            found = self._table.get(self._kr.key, _MISSING)
+        except NoCurrentKey:
+            raise StateAccessError(self.name) from None
+        return copy.deepcopy(self._default) if found is _MISSING else found
 
 
 class ListStateHandle(_Handle):
@@ -367,7 +375,9 @@ class ValueState(StateDescriptor):
         self.default = default
 
     def _handle(self, table: StateTable, key_ref: KeyRef) -> _Handle:
-        return ValueStateHandle(self.name, table, key_ref, self.default)
+        if isinstance(self.default, _IMMUTABLE):
+            return ValueStateHandle(self.name, table, key_ref, self.default)
+        return _MutableDefaultValueStateHandle(self.name, table, key_ref, self.default)
 
 
 class ListState(StateDescriptor):
