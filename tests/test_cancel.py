@@ -9,28 +9,12 @@ only bounds a hang; nothing waits for time to pass.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 import streamlet as sl
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Finalise leftovers of earlier jobs here, not in the middle of pytest's reporting.
-
-    A failed job can leave a task whose exception was never retrieved; asyncio
-    logs it with a traceback when the task is collected, and on CPython 3.11.7
-    that logging, when it lands inside pytest's own ``ast.parse`` of a failure,
-    crashes the session with "AST constructor recursion depth mismatch".
-    """
-    gc.collect()
-    yield
-    gc.collect()
-
 
 SAFETY = 5  # seconds; a bound on a hung run, never a wait for something to happen
 N = 5

@@ -19,21 +19,6 @@ import pytest
 import streamlet as sl
 from streamlet.errors import short_repr
 
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Finalise leftovers of earlier jobs here, not in the middle of pytest's reporting.
-
-    A failed job can leave a task whose exception was never retrieved; asyncio
-    logs it with a traceback when the task is collected, and on CPython 3.11.7
-    that logging, when it lands inside pytest's own ``ast.parse`` of a failure,
-    crashes the session with "AST constructor recursion depth mismatch".
-    """
-    gc.collect()
-    yield
-    gc.collect()
-
-
 RECORDS = [1, 2, 3, 4, 5, 6]
 KINDS = ["map", "filter", "flat_map", "key_by", "reduce", "sink"]
 VARIANTS = ["sync", "async", "async_concurrent"]

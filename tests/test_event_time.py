@@ -10,8 +10,6 @@ so the watermark a record meets downstream is the one its predecessor made.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -28,12 +26,6 @@ BOUNDED_10 = sl.WatermarkStrategy.bounded_out_of_orderness(10)
 MONOTONOUS = sl.WatermarkStrategy.for_monotonous_timestamps()
 
 
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Finalise tasks of failed jobs here rather than inside pytest's reporting."""
-    gc.collect()
-    yield
-    gc.collect()
 
 
 class Probe(sl.KeyedProcessFunction):

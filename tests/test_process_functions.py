@@ -8,7 +8,6 @@ hand); each feature is also run once in a real pipeline.
 from __future__ import annotations
 
 import asyncio
-import gc
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -27,12 +26,6 @@ STATE_ACCESS = re.escape(
     "(after key_by)")
 
 
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Finalise tasks of failed jobs here rather than inside pytest's reporting."""
-    gc.collect()
-    yield
-    gc.collect()
 
 
 def first(record: tuple[Any, ...]) -> Any:
