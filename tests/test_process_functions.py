@@ -704,3 +704,24 @@ def test_unhashable_key_is_an_invalid_key_error() -> None:
         "operator 'by_tags': key ['x', 'y'] of type list cannot be a key; keys must be str, "
         "int, float, bytes, bool, None or tuples of these. Return one of those from the key "
         "selector.")
+
+
+def test_manual_clock_jumps_to_the_next_pending_timer() -> None:
+    class Ping(sl.KeyedProcessFunction):
+        def process(self, value: Any, ctx: sl.Context) -> Any:
+            ctx.timers.register_processing_time(5_000)
+            ctx.timers.register_processing_time(9_000)
+
+        def on_timer(self, timestamp: int, ctx: sl.Context) -> Any:
+            return timestamp
+
+    clock = ManualClock(0)
+    with FunctionHarness(Ping(), key=lambda v: v, clock=clock) as harness:
+        harness.process("a")
+        assert clock.jump_to_next() == 5_000
+        harness.advance_processing_time(0)
+        assert harness.output == [5_000]
+        assert clock.jump_to_next() == 9_000
+        harness.advance_processing_time(0)
+        assert harness.output == [5_000, 9_000]
+        assert clock.jump_to_next() is None

@@ -81,6 +81,14 @@ class ManualClock(Clock):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    def jump_to_next(self) -> int | None:
+        """Move to the earliest pending callback's time and run what is due
+        there; return that time, or None when nothing is pending."""
+        due = self.next_due()
+        if due is not None:
+            self.advance_to(max(due, self._now))
+        return due
+
     def advance(self, ms: int) -> None:
         if ms < 0:
             raise ValueError("a clock does not go backwards")
