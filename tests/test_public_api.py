@@ -18,11 +18,11 @@ PUBLIC = {
     "ProcessFunction", "ReducingState", "SQLiteState", "Sink", "SourceError",
     "StateAccessError", "Stream",
     "StreamletConfigError", "StreamletError", "SystemClock", "UserFunctionError", "ValueState",
-    "WatermarkGenerator", "WatermarkStrategy", "operator",
+    "WatermarkGenerator", "WatermarkStrategy", "WindowedStream", "agg", "operator", "windows",
 }
 
 # Names API.md uses that later work adds; each leaves this set when it lands.
-NOT_YET_BUILT = {"Checkpointing", "agg", "windows"}
+NOT_YET_BUILT = {"Checkpointing"}
 
 API_MD = Path(__file__).resolve().parents[2] / "shared" / "API.md"
 

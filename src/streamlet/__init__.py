@@ -16,12 +16,14 @@ Layers, bottom up; each imports only from the layers below it, and
 This module only re-exports the public names; importing it does nothing else.
 """
 
+from . import windows as windows
 from ._pipeline import Pipeline as Pipeline
 from ._stream import Collected as Collected
 from ._stream import ConnectedStreams as ConnectedStreams
 from ._stream import KeyedStream as KeyedStream
 from ._stream import Sink as Sink
 from ._stream import Stream as Stream
+from ._stream import WindowedStream as WindowedStream
 from .core.channels import ChannelStatistics as ChannelStatistics
 from .core.functions import operator as operator
 from .core.functions_process import Context as Context
@@ -50,6 +52,7 @@ from .time.clock import Clock as Clock
 from .time.clock import SystemClock as SystemClock
 from .time.watermarks import WatermarkGenerator as WatermarkGenerator
 from .time.watermarks import WatermarkStrategy as WatermarkStrategy
+from .windows import agg as agg
 
 __all__ = [
     "DEAD_LETTER",
@@ -85,6 +88,9 @@ __all__ = [
     "ValueState",
     "WatermarkGenerator",
     "WatermarkStrategy",
+    "WindowedStream",
+    "agg",
     "operator",
+    "windows",
 ]
 __version__ = "0.1.0"

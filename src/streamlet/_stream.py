@@ -8,6 +8,7 @@ through a hash edge, which is what makes the keyed operators available.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .core.async_call import AsyncCallOperator
@@ -34,7 +35,13 @@ from .core.stateless import (
 )
 from .core.timestamps import AssignTimestampsOperator
 from .errors import StreamletConfigError
+from .state.descriptors import AggregateFunction
+from .time.durations import to_millis
 from .time.watermarks import WatermarkStrategy
+from .windows.assigners import WindowAssigner
+from .windows.evictors import Evictor
+from .windows.operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from .windows.triggers import Trigger
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -70,6 +77,93 @@ class ConnectedStreams:
         first = self._first
         return first._process_node(function, CoProcessOperator,
                                    [first._input(), self._second._input()], name, on_error)
+
+
+class WindowedStream:
+    """A keyed stream cut into windows; finish it with reduce, aggregate or process."""
+
+    def __init__(self, keyed: KeyedStream, assigner: WindowAssigner) -> None:
+        self._keyed = keyed
+        self._assigner = assigner
+        self._trigger: Trigger | None = None
+        self._evictor: Evictor | None = None
+        self._lateness_ms = 0
+        self._late_tag: str | None = None
+
+    def trigger(self, trigger: Trigger) -> WindowedStream:
+        """Decide when windows fire, instead of the assigner's default trigger."""
+        if not isinstance(trigger, Trigger):
+            raise StreamletConfigError(f"trigger() takes a sl.windows.Trigger, not {trigger!r}")
+        self._trigger = trigger
+        return self
+
+    def evictor(self, evictor: Evictor) -> WindowedStream:
+        """Remove records from a window before (or after) its function runs."""
+        if not isinstance(evictor, Evictor):
+            raise StreamletConfigError(f"evictor() takes a sl.windows.Evictor, not {evictor!r}")
+        self._evictor = evictor
+        return self
+
+    def allowed_lateness(self, lateness: timedelta | int) -> WindowedStream:
+        """Keep windows this long after they end; each late record re-fires its window."""
+        self._lateness_ms = to_millis(lateness, "allowed_lateness")
+        return self
+
+    def side_output_late_data(self, tag: str) -> WindowedStream:
+        """Records too late for every window they belong to go to side output ``tag``."""
+        if not isinstance(tag, str) or not tag:
+            raise StreamletConfigError(f"a side output tag is a non-empty str, not {tag!r}")
+        self._late_tag = tag
+        return self
+
+    def reduce(self, fn: Callable[[Any, Any], Any],
+               window_function: Callable[[Any, Any, Any], Any] | None = None, *,
+               name: str | None = None, on_error: str | None = None) -> Stream:
+        """Fold each window incrementally with ``fn(acc, value)``; emits
+        ``WindowResult(key, window, value)``, or what ``window_function(key, window,
+        value)`` returns."""
+        if not callable(fn):
+            raise StreamletConfigError(f"reduce() takes a function, not {fn!r}")
+        return self._node(REDUCE, fn, window_function, name, on_error, "window_reduce")
+
+    def aggregate(self, agg: AggregateFunction[Any],
+                  window_function: Callable[[Any, Any, Any], Any] | None = None, *,
+                  name: str | None = None, on_error: str | None = None) -> Stream:
+        """Aggregate each window incrementally with an ``AggregateFunction``
+        (``sl.agg.count()``, ``sl.agg.sum("amount")``, or your own)."""
+        if not isinstance(agg, AggregateFunction):
+            raise StreamletConfigError(
+                f"aggregate() takes a sl.AggregateFunction such as sl.agg.count(), not {agg!r}")
+        return self._node(AGGREGATE, agg, window_function, name, on_error, "window_aggregate")
+
+    def process(self, fn: Callable[[Any, Any, list[Any]], Any], *, name: str | None = None,
+                on_error: str | None = None) -> Stream:
+        """Call ``fn(key, window, values)`` with all of a window's records when it
+        fires; it returns one output, or yields several."""
+        if not callable(fn):
+            raise StreamletConfigError(f"process() takes a function, not {fn!r}")
+        return self._node(PROCESS, fn, None, name, on_error, "window_process")
+
+    def _node(self, kind: str, function: Any, window_function: Any, name: str | None,
+              on_error: str | None, default: str) -> Stream:
+        keyed = self._keyed
+        pipeline = keyed._pipeline
+        graph = pipeline.graph
+        node_name = graph.unique_name(name, default)
+        mode = check_on_error(on_error or "fail", node_name)
+        assigner, trigger, evictor = self._assigner, self._trigger, self._evictor
+        lateness, late_tag = self._lateness_ms, self._late_tag
+
+        def make() -> Operator:
+            return WindowOperator(
+                node_name, assigner=assigner, trigger=trigger, evictor=evictor,
+                lateness_ms=lateness, late_tag=late_tag, kind=kind, function=function,
+                window_function=window_function, on_error=mode,
+                state_backend=pipeline.settings.state_backend, job=pipeline.name)
+        make()  # check the combination now, not when the job starts
+        node = graph.add("window", node_name, [keyed._input()], make_operator=make,
+                         on_error=mode)
+        return Stream(pipeline, node)
 
 
 class Collected(list[Any]):
@@ -259,6 +353,15 @@ class KeyedStream(Stream):
                 f"KeyedStream.process() takes a sl.KeyedProcessFunction, not {function!r}")
         return self._process_node(function, KeyedProcessOperator, [self._input()], name,
                                   on_error)
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream:
+        """Group each key's records into windows: ``sl.windows.Tumbling(size)``,
+        ``Sliding(size, slide)``, ``Session(gap)``, ``Global()``, ``Count(n)``."""
+        if not isinstance(assigner, WindowAssigner):
+            raise StreamletConfigError(
+                f"window() takes a window assigner such as sl.windows.Tumbling(60_000), "
+                f"not {assigner!r}")
+        return WindowedStream(self, assigner)
 
     def connect(self, other: KeyedStream) -> ConnectedStreams:
         """Two keyed streams that one ``CoProcessFunction`` processes with shared state."""

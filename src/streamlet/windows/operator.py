@@ -1,0 +1,426 @@
+"""The window operator: Flink's ``WindowOperator`` on streamlet's keyed state and timers.
+
+Per record: the assigner names its windows (session windows first merge with
+the key's windows they touch); windows already past their cleanup time are
+skipped; the record is added to each remaining window's contents (an
+accumulator for ``reduce``/``aggregate``, the records themselves for
+``process`` or with an evictor); the trigger says whether to fire or purge.
+A record skipped by all its windows is late: it goes to the late-data side
+output, or is counted in ``dropped_late``.
+
+Timers are keyed by (key, window). When one fires, the trigger decides; at a
+window's cleanup time (end - 1 + allowed lateness in event time) its
+contents and trigger state are dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from streamlet.core.batch import Batch
+from streamlet.core.control import MIN_WATERMARK
+from streamlet.core.operator import DeadLetter, Operator, OperatorContext
+from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
+from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
+from streamlet.state.descriptors import AggregateFunction
+from streamlet.time.clock import Clock, TimerHandle
+from streamlet.time.timers import TimerQueue
+
+from .assigners import MAX_TIMESTAMP, Count, TimeWindow, WindowAssigner
+from .evictors import CountEvictor, Evictor
+from .triggers import Trigger, TriggerResult
+
+REDUCE, AGGREGATE, PROCESS = "reduce", "aggregate", "process"
+_ABSENT: Any = object()
+
+
+class WindowResult:
+    """One firing of one window: ``key``, ``window`` (``.start``, ``.end``) and ``value``."""
+
+    __slots__ = ("key", "value", "window")
+
+    def __init__(self, key: Any, window: Any, value: Any) -> None:
+        self.key = key
+        self.window = window
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, WindowResult) and other.key == self.key
+                and other.window == self.window and other.value == self.value)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.window))
+
+    def __repr__(self) -> str:
+        return f"WindowResult(key={self.key!r}, window={self.window!r}, value={self.value!r})"
+
+
+class _TriggerContext:
+    """The trigger's view: the current key and window, timers, per-window state."""
+
+    __slots__ = ("key", "op", "window")
+
+    def __init__(self, op: WindowOperator) -> None:
+        self.op = op
+        self.key: Any = None
+        self.window: Any = None
+
+    def current_watermark(self) -> int:
+        return self.op.watermark
+
+    def current_processing_time(self) -> int:
+        return self.op.clock.now()
+
+    def register_event_time_timer(self, time: int) -> None:
+        self.op.event_timers.register((self.key, self.window), time)
+
+    def register_processing_time_timer(self, time: int) -> None:
+        if self.op.processing_timers.register((self.key, self.window), time):
+            self.op.processing_timer_added(time)
+
+    def delete_event_time_timer(self, time: int) -> None:
+        self.op.event_timers.delete((self.key, self.window), time)
+
+    def delete_processing_time_timer(self, time: int) -> None:
+        self.op.processing_timers.delete((self.key, self.window), time)
+
+    def get_state(self, name: str, default: Any = None) -> Any:
+        found = self.op.trigger_state.get((self.key, self.window))
+        return default if found is None else found.get(name, default)
+
+    def set_state(self, name: str, value: Any) -> None:
+        slot = (self.key, self.window)
+        states = self.op.trigger_state
+        found = states.get(slot)
+        if value is None:
+            if found is not None:
+                found.pop(name, None)
+                if not found:
+                    del states[slot]
+            return
+        if found is None:
+            found = states[slot] = {}
+        found[name] = value
+
+
+class WindowOperator(Operator):
+    def __init__(self, name: str, *, assigner: WindowAssigner, trigger: Trigger | None,
+                 evictor: Evictor | None, lateness_ms: int, late_tag: str | None, kind: str,
+                 function: Any, window_function: Callable[..., Any] | None, on_error: str,
+                 state_backend: StateBackendFactory, job: str) -> None:
+        self.name = name
+        self.assigner = assigner
+        self.trigger = trigger if trigger is not None else assigner.default_trigger()
+        if evictor is None and isinstance(assigner, Count) and assigner.slide is not None:
+            evictor = CountEvictor(assigner.n)
+        self.evictor = evictor
+        self.lateness_ms = lateness_ms if assigner.is_event_time else 0
+        self.late_tag = late_tag
+        self.kind = kind
+        self.function = function
+        self.window_function = window_function
+        self.on_error = on_error
+        self.state_backend_factory = state_backend
+        self.job = job
+        self.keeps_elements = kind == PROCESS or evictor is not None
+        self.event_timers = TimerQueue()
+        self.processing_timers = TimerQueue()
+        self.trigger_state: dict[tuple[Any, Any], dict[str, Any]] = {}
+        self.watermark = MIN_WATERMARK
+        self.dropped_late = 0
+        self.clock: Clock
+        self.backend: KeyedStateBackend | None = None
+        self._ctx: OperatorContext | None = None
+        self._scheduled: tuple[int, TimerHandle] | None = None
+        self._tctx = _TriggerContext(self)
+        if assigner.is_merging and not self.trigger.can_merge():
+            raise StreamletConfigError(
+                f"operator {name!r}: {self.trigger!r} cannot merge, so it cannot be used "
+                f"with merging windows ({assigner!r})")
+
+    def open(self, ctx: OperatorContext) -> None:
+        self._ctx = ctx
+        self.clock = ctx.clock
+        self.backend = self.state_backend_factory(self.job, self.name)
+        self.contents = self.backend.table("window-contents")
+
+    async def close(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled[1].cancel()
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def statistics(self) -> dict[str, int]:
+        return {"dropped_late": self.dropped_late}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _cleanup_time(self, window: Any) -> int:
+        if not self.assigner.is_event_time:
+            return int(window.max_timestamp)
+        cleanup: int = window.max_timestamp + self.lateness_ms
+        return cleanup if cleanup >= window.max_timestamp else MAX_TIMESTAMP
+
+    def _is_late(self, window: Any) -> bool:
+        return self.assigner.is_event_time and self._cleanup_time(window) <= self.watermark
+
+    def _add(self, acc: Any, value: Any, ts: int) -> Any:
+        if self.keeps_elements:
+            if acc is _ABSENT:
+                return [(value, ts)]
+            acc.append((value, ts))
+            return acc
+        if self.kind == REDUCE:
+            return value if acc is _ABSENT else self.function(acc, value)
+        agg: AggregateFunction[Any] = self.function
+        if acc is _ABSENT:
+            acc = agg.create_accumulator()
+        return agg.add(value, acc)
+
+    def _merge_contents(self, a: Any, b: Any) -> Any:
+        if a is _ABSENT:
+            return b
+        if b is _ABSENT:
+            return a
+        if self.keeps_elements:
+            return a + b
+        if self.kind == REDUCE:
+            return self.function(a, b)
+        return self.function.merge(a, b)
+
+    # -- records ------------------------------------------------------------------------
+
+    async def process(self, batch: Batch) -> None:
+        keys = batch.keys
+        assert keys is not None, "window runs behind key_by"
+        tss = batch.timestamps
+        event_time = self.assigner.is_event_time
+        if event_time and tss is None:
+            raise InvalidTimestampError(
+                self.name, "event-time windows need timestamps; give the stream event time "
+                "with assign_timestamps(...) upstream, or use processing-time windows")
+        out: list[Any] = []
+        out_ts: list[int] = []
+        late: list[tuple[Any, int]] = []
+        dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
+        for i, value in enumerate(batch.values):
+            key = keys[i]
+            ts = tss[i] if tss is not None else self.clock.now()
+            if not event_time:
+                ts = self.clock.now()
+            try:
+                if not self._process_one(key, value, ts, out, out_ts) and event_time and (
+                        ts + self.lateness_ms <= self.watermark):
+                    late.append((value, ts))
+            except Exception as exc:
+                self.failed(batch, i, exc, dead)
+        if dead:
+            await self.emit_dead_letters(dead)
+        if late:
+            await self._emit_late(late)
+        if out:
+            await self.output.push(Batch(out, None, out_ts))
+
+    async def _emit_late(self, late: list[tuple[Any, int]]) -> None:
+        target = None if self.late_tag is None else self.side_outputs.get(self.late_tag)
+        if target is None:
+            self.dropped_late += len(late)
+            return
+        await target.push(Batch([v for v, _ in late], None, [t for _, t in late]))
+
+    def _process_one(self, key: Any, value: Any, ts: int, out: list[Any],
+                     out_ts: list[int]) -> bool:
+        """Add one record; False when every window it belongs to was skipped as late."""
+        windows = self.assigner.assign(value, ts)
+        contents = self.contents.get(key)
+        if contents is None:
+            contents = {}
+        if self.assigner.is_merging:
+            windows = [self._merge(key, windows[0], contents)]
+        tctx = self._tctx
+        tctx.key = key
+        added = False
+        for window in windows:
+            if self._is_late(window):
+                continue
+            added = True
+            contents[window] = self._add(contents.get(window, _ABSENT), value, ts)
+            tctx.window = window
+            result = self.trigger.on_element(value, ts, window, tctx)
+            self._apply(result, key, window, contents, out, out_ts)
+            cleanup = self._cleanup_time(window)
+            if cleanup != MAX_TIMESTAMP:
+                if self.assigner.is_event_time:
+                    self.event_timers.register((key, window), cleanup)
+                elif self.processing_timers.register((key, window), cleanup):
+                    self.processing_timer_added(cleanup)
+        if contents:
+            self.contents[key] = contents
+        else:
+            self.contents.pop(key, None)
+        return added
+
+    def _merge(self, key: Any, window: TimeWindow, contents: dict[Any, Any]) -> TimeWindow:
+        """Merge ``window`` with the key's session windows it touches, as Flink does."""
+        touching = [w for w in contents if w.intersects(window)]
+        if not touching:
+            return window
+        merged = window
+        for w in touching:
+            merged = merged.cover(w)
+        if len(touching) == 1 and touching[0] == merged:
+            return merged  # the record falls inside an existing window
+        tctx = self._tctx
+        tctx.key = key
+        acc = _ABSENT
+        counts: dict[str, Any] = {}
+        for w in sorted(touching, key=lambda w: (w.start, w.end)):
+            acc = self._merge_contents(acc, contents.pop(w))
+            old_state = self.trigger_state.pop((key, w), None) or {}
+            for name, value in old_state.items():
+                counts[name] = counts.get(name, 0) + value if isinstance(value, int) else value
+            tctx.window = w
+            self.trigger.clear(w, tctx)
+            self.event_timers.delete((key, w), self._cleanup_time(w))
+            self.processing_timers.delete((key, w), self._cleanup_time(w))
+        if acc is not _ABSENT:
+            contents[merged] = acc
+        if counts:
+            self.trigger_state[(key, merged)] = counts
+        tctx.window = merged
+        self.trigger.on_merge(merged, tctx)
+        return merged
+
+    def _apply(self, result: TriggerResult, key: Any, window: Any, contents: dict[Any, Any],
+               out: list[Any], out_ts: list[int]) -> None:
+        if result.fires:
+            acc = contents.get(window, _ABSENT)
+            if acc is not _ABSENT:
+                self._emit(key, window, acc, out, out_ts)
+        if result.purges:
+            contents.pop(window, None)
+
+    def _emit(self, key: Any, window: Any, acc: Any, out: list[Any], out_ts: list[int]) -> None:
+        before = len(out)
+        if self.keeps_elements:
+            elements = acc
+            if self.evictor is not None:
+                elements = self.evictor.evict_before(list(elements), window)
+            values = [v for v, _ in elements]
+            if self.kind == PROCESS:
+                self._extend(out, self.function(key, window, values))
+            elif values:
+                self._finish(key, window, self._fold(values), out)
+            if self.evictor is not None:
+                kept = self.evictor.evict_after(list(elements), window)
+                acc[:] = kept
+        else:
+            self._finish(key, window, acc, out)
+        out_ts.extend([window.max_timestamp] * (len(out) - before))
+
+    def _fold(self, values: list[Any]) -> Any:
+        if self.kind == REDUCE:
+            result = _ABSENT
+            for value in values:
+                result = value if result is _ABSENT else self.function(result, value)
+            return result
+        agg: AggregateFunction[Any] = self.function
+        acc = agg.create_accumulator()
+        for value in values:
+            acc = agg.add(value, acc)
+        return acc
+
+    def _finish(self, key: Any, window: Any, acc: Any, out: list[Any]) -> None:
+        value = acc if self.kind == REDUCE else self.function.get_result(acc)
+        if self.window_function is None:
+            out.append(WindowResult(key, window, value))
+        else:
+            self._extend(out, self.window_function(key, window, value))
+
+    @staticmethod
+    def _extend(out: list[Any], result: Any) -> None:
+        if result is None:
+            return
+        if inspect.isgenerator(result) or isinstance(result, list):
+            out.extend(result)
+        else:
+            out.append(result)
+
+    # -- timers -------------------------------------------------------------------------
+
+    async def on_watermark(self, timestamp: int) -> None:
+        if timestamp <= self.watermark:
+            return
+        self.watermark = timestamp
+        await self._fire(self.event_timers, timestamp, event_time=True)
+        await Operator.on_watermark(self, timestamp)
+
+    async def _fire(self, queue: TimerQueue, until: int, *, event_time: bool) -> None:
+        out: list[Any] = []
+        out_ts: list[int] = []
+        tctx = self._tctx
+        heap = queue.heap
+        buckets = queue.buckets
+        while heap and heap[0] <= until:
+            time = heap[0]
+            bucket = buckets.get(time)
+            if not bucket:
+                heapq.heappop(heap)
+                buckets.pop(time, None)
+                continue
+            for slot in list(bucket):
+                if bucket.pop(slot, _ABSENT) is _ABSENT:
+                    continue  # deleted by an earlier firing
+                self._fire_one(slot, time, event_time, tctx, out, out_ts)
+                if heap[0] < time:
+                    break  # a trigger set an earlier timer: it goes first
+        if out:
+            await self.output.push(Batch(out, None, out_ts))
+
+    def _fire_one(self, slot: tuple[Any, Any], time: int, event_time: bool,
+                  tctx: _TriggerContext, out: list[Any], out_ts: list[int]) -> None:
+        key, window = slot
+        contents = self.contents.get(key)
+        if contents is None:
+            contents = {}
+        if self.assigner.is_merging and window not in contents:
+            return  # merged into another window, which has timers of its own
+        tctx.key = key
+        tctx.window = window
+        try:
+            if event_time:
+                result = self.trigger.on_event_time(time, window, tctx)
+            else:
+                result = self.trigger.on_processing_time(time, window, tctx)
+            self._apply(result, key, window, contents, out, out_ts)
+        except Exception as exc:
+            raise UserFunctionError(self.name, f"window {window!r} firing at {time}", exc,
+                                    key, True) from exc
+        if event_time == self.assigner.is_event_time and time == self._cleanup_time(window):
+            contents.pop(window, None)
+            self.trigger.clear(window, tctx)
+            self.trigger_state.pop((key, window), None)
+        if contents:
+            self.contents[key] = contents
+        else:
+            self.contents.pop(key, None)
+
+    def processing_timer_added(self, timestamp: int) -> None:
+        scheduled = self._scheduled
+        if scheduled is not None and scheduled[0] <= timestamp:
+            return
+        if scheduled is not None:
+            scheduled[1].cancel()
+        assert self._ctx is not None
+        self._scheduled = (timestamp, self._ctx.call_at(timestamp, self._on_clock))
+
+    async def _on_clock(self) -> None:
+        self._scheduled = None
+        await self._fire(self.processing_timers, self.clock.now(), event_time=False)
+        following = self.processing_timers.peek()
+        if following is not None:
+            self.processing_timer_added(following)
