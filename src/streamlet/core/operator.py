@@ -181,6 +181,10 @@ class Operator:
     def open(self, ctx: OperatorContext) -> None:
         """Called once before the first batch."""
 
+    def statistics(self) -> dict[str, int]:
+        """Counters worth reporting when the job ends (none by default)."""
+        return {}
+
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
 

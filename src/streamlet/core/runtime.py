@@ -38,9 +38,11 @@ class RuntimeOptions:
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a finished job reports: the statistics of every channel."""
+    """What a finished job reports: the statistics of every channel, and the
+    counters of operators that keep some (a window's ``dropped_late``)."""
 
     channels: dict[str, ChannelStatistics]
+    operators: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class _Supervisor:
@@ -234,7 +236,9 @@ class Job:
             raise StreamletError(
                 f"{len(close_errors)} operator(s) failed to close: {close_errors[0]!r}"
             ) from close_errors[0]
-        return JobResult({c.name: c.statistics() for c in self.channels.values()})
+        return JobResult({c.name: c.statistics() for c in self.channels.values()},
+                         {op.name: op.statistics() for op in self.operators.values()
+                          if op.statistics()})
 
     async def _close_all(self) -> list[BaseException]:
         errors: list[BaseException] = []
