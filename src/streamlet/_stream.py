@@ -7,6 +7,7 @@ through a hash edge, which is what makes the keyed operators available.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from .time.durations import to_millis
 from .time.watermarks import WatermarkStrategy
 from .windows.assigners import WindowAssigner
 from .windows.evictors import Evictor
+from .windows.interval_join import IntervalJoinOperator
 from .windows.operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
 from .windows.triggers import Trigger
 
@@ -77,6 +79,116 @@ class ConnectedStreams:
         first = self._first
         return first._process_node(function, CoProcessOperator,
                                    [first._input(), self._second._input()], name, on_error)
+
+
+def _everything(value: Any) -> None:
+    return None
+
+
+class IntervalJoin:
+    """``left.interval_join(right).between(lower, upper).process(fn)``."""
+
+    def __init__(self, left: KeyedStream, right: KeyedStream) -> None:
+        self._left = left
+        self._right = right
+        self._bounds: tuple[int, int] | None = None
+
+    def between(self, lower: timedelta | int, upper: timedelta | int) -> IntervalJoin:
+        """Both bounds inclusive, relative to the left record's timestamp; may be negative."""
+        low = _signed_millis(lower, "lower")
+        high = _signed_millis(upper, "upper")
+        if low > high:
+            raise StreamletConfigError(f"interval_join lower {low} is above upper {high}")
+        self._bounds = (low, high)
+        return self
+
+    def process(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
+                on_error: str | None = None) -> Stream:
+        """``fn(left, right)`` for every joined pair; returns one output, or yields several."""
+        if self._bounds is None:
+            raise StreamletConfigError("interval_join needs between(lower, upper) first")
+        if not callable(fn):
+            raise StreamletConfigError(f"process() takes a function, not {fn!r}")
+        left = self._left
+        pipeline = left._pipeline
+        graph = pipeline.graph
+        node_name = graph.unique_name(name, "interval_join")
+        mode = check_on_error(on_error or "fail", node_name)
+        low, high = self._bounds
+
+        def make() -> Operator:
+            return IntervalJoinOperator(node_name, low, high, fn, mode,
+                                        pipeline.settings.state_backend, pipeline.name)
+        node = graph.add("interval_join", node_name, [left._input(), self._right._input()],
+                         make_operator=make, on_error=mode)
+        return Stream(pipeline, node)
+
+
+def _signed_millis(value: timedelta | int, what: str) -> int:
+    if isinstance(value, timedelta):
+        return value // timedelta(milliseconds=1)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise StreamletConfigError(f"{what} must be a timedelta or int milliseconds, not {value!r}")
+
+
+class JoinBuilder:
+    """``a.join(b).where(ka).equal_to(kb).window(assigner).apply(fn)``; also co_group."""
+
+    def __init__(self, left: Stream, right: Stream, *, outer: bool) -> None:
+        if not isinstance(right, Stream) or right._pipeline is not left._pipeline:
+            raise StreamletConfigError("join() and co_group() take a stream of the same pipeline")
+        self._left = left
+        self._right = right
+        self._outer = outer
+        self._keys: list[Callable[[Any], Any]] = []
+        self._assigner: WindowAssigner | None = None
+
+    def where(self, key: Callable[[Any], Any]) -> JoinBuilder:
+        self._keys = [key]
+        return self
+
+    def equal_to(self, key: Callable[[Any], Any]) -> JoinBuilder:
+        if len(self._keys) != 1:
+            raise StreamletConfigError("call where(key) before equal_to(key)")
+        self._keys.append(key)
+        return self
+
+    def window(self, assigner: WindowAssigner) -> JoinBuilder:
+        self._assigner = assigner
+        return self
+
+    def apply(self, fn: Callable[[Any, Any], Any], *, name: str | None = None) -> Stream:
+        if len(self._keys) != 2 or self._assigner is None:
+            raise StreamletConfigError(
+                "a window join needs where(...), equal_to(...) and window(...) before apply")
+        left_key, right_key = self._keys
+        outer = self._outer
+        tagged = self._left.map(lambda v: (0, v), name=None).union(
+            self._right.map(lambda v: (1, v)))
+
+        def key(pair: tuple[int, Any]) -> Any:
+            return left_key(pair[1]) if pair[0] == 0 else right_key(pair[1])
+
+        def pairs(key_value: Any, window: Any, values: list[tuple[int, Any]]) -> Any:
+            lefts = [v for side, v in values if side == 0]
+            rights = [v for side, v in values if side == 1]
+            if outer:
+                result = fn(lefts, rights)
+                if inspect.isgenerator(result):
+                    yield from result
+                elif result is not None:
+                    yield result
+                return
+            for left in lefts:
+                for right in rights:
+                    result = fn(left, right)
+                    if inspect.isgenerator(result):
+                        yield from result
+                    elif result is not None:
+                        yield result
+        return tagged.key_by(key).window(self._assigner).process(
+            pairs, name=name or ("co_group" if outer else "window_join"))
 
 
 class WindowedStream:
@@ -306,6 +418,21 @@ class Stream(_Outputs):
         node.function = function
         return Stream(pipeline, node)
 
+    def window_all(self, assigner: WindowAssigner) -> WindowedStream:
+        """Windows over the whole stream, not per key (one task computes them all)."""
+        return self.key_by(_everything, name=self._pipeline.graph.unique_name(
+            None, "window_all")).window(assigner)
+
+    def join(self, other: Stream) -> JoinBuilder:
+        """A window join: ``a.join(b).where(ka).equal_to(kb).window(assigner).apply(fn)``
+        calls ``fn(left, right)`` for every pair of the same key in the same window."""
+        return JoinBuilder(self, other, outer=False)
+
+    def co_group(self, other: Stream) -> JoinBuilder:
+        """Like ``join``, but ``apply(fn)`` gets ``fn(lefts, rights)`` per key and
+        window, even when one side is empty: the basis of outer joins."""
+        return JoinBuilder(self, other, outer=True)
+
     def union(self, *others: Stream, name: str | None = None) -> Stream:
         """All records of this stream and of ``others``, interleaved."""
         if not others:
@@ -362,6 +489,20 @@ class KeyedStream(Stream):
                 f"window() takes a window assigner such as sl.windows.Tumbling(60_000), "
                 f"not {assigner!r}")
         return WindowedStream(self, assigner)
+
+    def interval_join(self, other: KeyedStream, lower: timedelta | int | None = None,
+                      upper: timedelta | int | None = None) -> IntervalJoin:
+        """Join each record with the other stream's records of the same key whose
+        timestamps lie within ``[ts + lower, ts + upper]`` (set here or with ``between``)."""
+        if not isinstance(other, KeyedStream) or other._pipeline is not self._pipeline:
+            raise StreamletConfigError(
+                "interval_join() takes a keyed stream of the same pipeline")
+        join = IntervalJoin(self, other)
+        if lower is not None or upper is not None:
+            if lower is None or upper is None:
+                raise StreamletConfigError("interval_join() needs both lower= and upper=")
+            join.between(lower, upper)
+        return join
 
     def connect(self, other: KeyedStream) -> ConnectedStreams:
         """Two keyed streams that one ``CoProcessFunction`` processes with shared state."""
