@@ -36,13 +36,14 @@ from .core.stateless import (
 )
 from .core.timestamps import AssignTimestampsOperator
 from .errors import StreamletConfigError
+from .state.backend import memory_backend
 from .state.descriptors import AggregateFunction
 from .time.durations import to_millis
 from .time.watermarks import WatermarkStrategy
-from .windows.assigners import WindowAssigner
+from .windows.assigners import Tumbling, WindowAssigner
 from .windows.evictors import Evictor
 from .windows.interval_join import IntervalJoinOperator
-from .windows.operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from .windows.operator import AGGREGATE, PROCESS, REDUCE, TumblingOperator, WindowOperator
 from .windows.triggers import Trigger
 
 if TYPE_CHECKING:
@@ -267,7 +268,11 @@ class WindowedStream:
         lateness, late_tag = self._lateness_ms, self._late_tag
 
         def make() -> Operator:
-            return WindowOperator(
+            backend = pipeline.settings.state_backend
+            fast = (type(assigner) is Tumbling and assigner.is_event_time and trigger is None
+                    and evictor is None and kind != PROCESS and backend is memory_backend)
+            operator = TumblingOperator if fast else WindowOperator
+            return operator(
                 node_name, assigner=assigner, trigger=trigger, evictor=evictor,
                 lateness_ms=lateness, late_tag=late_tag, kind=kind, function=function,
                 window_function=window_function, on_error=mode,
