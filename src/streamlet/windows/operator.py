@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import inspect
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from streamlet.core.batch import Batch
@@ -37,25 +38,27 @@ REDUCE, AGGREGATE, PROCESS = "reduce", "aggregate", "process"
 _ABSENT: Any = object()
 
 
-class WindowResult:
-    """One firing of one window: ``key``, ``window`` (``.start``, ``.end``) and ``value``."""
+class WindowResult(tuple[Any, Any, Any]):
+    """One firing of one window: ``key``, ``window`` (``.start``, ``.end``) and ``value``.
 
-    __slots__ = ("key", "value", "window")
+    A tuple underneath, so that making one costs a C call: windows fire as
+    often as records arrive in sparse keyed streams.
+    """
 
-    def __init__(self, key: Any, window: Any, value: Any) -> None:
-        self.key = key
-        self.window = window
-        self.value = value
+    __slots__ = ()
 
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, WindowResult) and other.key == self.key
-                and other.window == self.window and other.value == self.value)
+    def __new__(cls, key: Any, window: Any, value: Any) -> WindowResult:
+        return tuple.__new__(cls, (key, window, value))
 
-    def __hash__(self) -> int:
-        return hash((self.key, self.window))
+    key = property(itemgetter(0), doc="The key of the window.")
+    window = property(itemgetter(1), doc="The window: .start, .end (exclusive).")
+    value = property(itemgetter(2), doc="The reduced or aggregated value.")
 
     def __repr__(self) -> str:
-        return f"WindowResult(key={self.key!r}, window={self.window!r}, value={self.value!r})"
+        return f"WindowResult(key={self[0]!r}, window={self[1]!r}, value={self[2]!r})"
+
+
+_make_result = tuple.__new__
 
 
 class _TriggerContext:
@@ -500,7 +503,12 @@ class TumblingOperator(WindowOperator):
                         # as the default trigger does: a timer at the window's end
                         # (unless that has passed), then the window's cleanup timer
                         if end_ts > watermark:
-                            self._timer(buckets, heap, end_ts, slot)
+                            bucket = buckets.get(end_ts)
+                            if bucket is None:
+                                buckets[end_ts] = {slot: None}
+                                heapq.heappush(heap, end_ts)
+                            else:
+                                bucket[slot] = None
                         if lateness:
                             self._timer(buckets, heap, end_ts + lateness, slot)
                     else:
@@ -531,11 +539,37 @@ class TumblingOperator(WindowOperator):
         size = self.size
         last = size - 1
         lateness = self.lateness_ms
+        plain = lateness == 0 and self.window_function is None
+        result_of = None if self.kind == REDUCE else self.function.get_result
+        if result_of is not None and type(self.function).get_result is AggregateFunction.get_result:
+            result_of = None  # the accumulator is the result
         out: list[Any] = []
         out_ts: list[int] = []
+        pop = accs.pop
         while heap and heap[0] <= timestamp:
             time = heapq.heappop(heap)
-            for slot in buckets.pop(time, ()):
+            slots = buckets.pop(time, None)
+            if not slots:
+                continue
+            before = len(out)
+            if plain:
+                # every window of this bucket fires and goes: they all share one TimeWindow
+                start = time - last
+                window = TimeWindow(start, start + size)
+                try:
+                    if result_of is None:
+                        out.extend([_make_result(WindowResult, (slot[0], window, pop(slot)))
+                                    for slot in slots])
+                    else:
+                        out.extend([_make_result(WindowResult,
+                                                 (slot[0], window, result_of(pop(slot))))
+                                    for slot in slots])
+                except Exception as exc:
+                    raise UserFunctionError(self.name, f"window {window!r} firing", exc,
+                                            None) from exc
+                out_ts.extend([time] * (len(out) - before))
+                continue
+            for slot in slots:
                 key, start = slot
                 end_ts = start + last
                 if time == end_ts:
