@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any
 
 from streamlet.errors import StreamletConfigError
@@ -27,23 +28,37 @@ from .triggers import (
 MAX_TIMESTAMP = 2**63 - 1
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class TimeWindow:
-    """The half-open interval ``[start, end)`` of event or processing time."""
+class TimeWindow(tuple[int, int]):
+    """The half-open interval ``[start, end)`` of event or processing time.
 
-    start: int
-    end: int
+    A ``(start, end)`` tuple underneath: windows are dict keys on the hot
+    path, and a tuple hashes and compares in C.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, start: int, end: int) -> TimeWindow:
+        return tuple.__new__(cls, (start, end))
+
+    def __getnewargs__(self) -> tuple[int, int]:  # so that pickle rebuilds it
+        return (self[0], self[1])
+
+    start = property(itemgetter(0), doc="The first millisecond in the window.")
+    end = property(itemgetter(1), doc="The first millisecond after the window.")
 
     @property
     def max_timestamp(self) -> int:
-        return self.end - 1
+        return self[1] - 1
 
     def intersects(self, other: TimeWindow) -> bool:
         """Overlapping or touching, which is when session windows merge."""
-        return self.start <= other.end and self.end >= other.start
+        return self[0] <= other[1] and self[1] >= other[0]
 
     def cover(self, other: TimeWindow) -> TimeWindow:
-        return TimeWindow(min(self.start, other.start), max(self.end, other.end))
+        return TimeWindow(min(self[0], other[0]), max(self[1], other[1]))
+
+    def __repr__(self) -> str:
+        return f"TimeWindow(start={self[0]}, end={self[1]})"
 
 
 @dataclass(frozen=True, slots=True)

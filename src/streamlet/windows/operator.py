@@ -50,6 +50,9 @@ class WindowResult(tuple[Any, Any, Any]):
     def __new__(cls, key: Any, window: Any, value: Any) -> WindowResult:
         return tuple.__new__(cls, (key, window, value))
 
+    def __getnewargs__(self) -> tuple[Any, Any, Any]:  # so that pickle rebuilds it
+        return (self[0], self[1], self[2])
+
     key = property(itemgetter(0), doc="The key of the window.")
     window = property(itemgetter(1), doc="The window: .start, .end (exclusive).")
     value = property(itemgetter(2), doc="The reduced or aggregated value.")
