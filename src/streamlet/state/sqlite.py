@@ -624,5 +624,11 @@ class SQLiteState:
     def __call__(self, job: str, operator: str) -> SQLiteStateBackend:
         path = self.path(job, operator)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A run starts from empty state: the file is the live working store, not
+        # a checkpoint, and state left by an earlier run (whose timers and
+        # sources are gone) would mix with this one's.
+        for leftover in (path, path.with_name(path.name + "-wal"),
+                         path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
         return SQLiteStateBackend(path, cache_size=self.cache_size,
                                   max_parallelism=self.max_parallelism)

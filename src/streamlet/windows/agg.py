@@ -11,6 +11,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
+from streamlet.errors import StreamletConfigError
 from streamlet.state.descriptors import AggregateFunction
 
 Field = str | int | Callable[[Any], Any] | None
@@ -190,4 +191,6 @@ def collect_list(field: Field = None) -> AggregateFunction[list[Any]]:
 def top_k(k: int, field: Field = None, *, by: Callable[[Any], Any] | None = None
           ) -> AggregateFunction[list[Any]]:
     """The ``k`` largest ``field`` values (compared by ``by`` when given), largest first."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise StreamletConfigError(f"top_k needs a positive int k, got {k!r}")
     return _TopK(k, field, by)

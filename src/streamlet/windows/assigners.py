@@ -86,6 +86,7 @@ GLOBAL_WINDOW = GlobalWindow()
 class WindowAssigner:
     is_event_time = True
     is_merging = False
+    uses_clock = False  # assigns by processing time, not by the record's timestamp
 
     def assign(self, value: Any, timestamp: int) -> list[Any]:
         raise NotImplementedError
@@ -109,6 +110,7 @@ class Tumbling(WindowAssigner):
         self.size = _positive(size, "window size")
         self.offset = to_millis(offset, "window offset") % self.size
         self.is_event_time = not processing_time
+        self.uses_clock = processing_time
 
     def assign(self, value: Any, timestamp: int) -> list[Any]:
         start = timestamp - (timestamp - self.offset) % self.size
@@ -127,6 +129,7 @@ class Sliding(WindowAssigner):
         self.slide = _positive(slide, "window slide")
         self.offset = to_millis(offset, "window offset") % self.slide
         self.is_event_time = not processing_time
+        self.uses_clock = processing_time
 
     def assign(self, value: Any, timestamp: int) -> list[Any]:
         size = self.size
@@ -161,10 +164,17 @@ class Session(WindowAssigner):
         else:
             self.gap = _positive(gap, "session gap")
         self.is_event_time = not processing_time
+        self.uses_clock = processing_time
 
     def assign(self, value: Any, timestamp: int) -> list[Any]:
-        gap = self.gap if self.gap_fn is None else _positive(self.gap_fn(value), "session gap")
-        return [TimeWindow(timestamp, timestamp + gap)]
+        if self.gap_fn is None:
+            return [TimeWindow(timestamp, timestamp + self.gap)]
+        gap = self.gap_fn(value)
+        ms = gap // timedelta(milliseconds=1) if isinstance(gap, timedelta) else gap
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
+            raise ValueError(f"the session gap function returned {gap!r}; it must return a "
+                             "positive int of milliseconds or a timedelta")
+        return [TimeWindow(timestamp, timestamp + ms)]
 
     def __repr__(self) -> str:
         return f"Session(gap={self.gap_fn or self.gap})"

@@ -47,6 +47,8 @@ class TimeEvictor(Evictor):
 
     def __init__(self, size: timedelta | int, *, after: bool = False) -> None:
         self.size = to_millis(size, "TimeEvictor size")
+        if self.size <= 0:
+            raise StreamletConfigError(f"TimeEvictor size must be positive, got {size!r}")
         self.after = after
 
     def _keep(self, elements: list[Element]) -> list[Element]:

@@ -38,6 +38,22 @@ REDUCE, AGGREGATE, PROCESS = "reduce", "aggregate", "process"
 _ABSENT: Any = object()
 
 
+class _Purged:
+    """The contents of a session window a trigger purged: empty, but the window
+    lives on (it still spans its session, as in Flink). Pickles as itself."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "PURGED"
+
+    def __repr__(self) -> str:
+        return "PURGED"
+
+
+PURGED: Any = _Purged()
+
+
 class WindowResult(tuple[Any, Any, Any]):
     """One firing of one window: ``key``, ``window`` (``.start``, ``.end``) and ``value``.
 
@@ -175,6 +191,8 @@ class WindowOperator(Operator):
         return self.assigner.is_event_time and self._cleanup_time(window) <= self.watermark
 
     def _add(self, acc: Any, value: Any, ts: int) -> Any:
+        if acc is PURGED:
+            acc = _ABSENT
         if self.keeps_elements:
             if acc is _ABSENT:
                 return [(value, ts)]
@@ -188,6 +206,10 @@ class WindowOperator(Operator):
         return agg.add(value, acc)
 
     def _merge_contents(self, a: Any, b: Any) -> Any:
+        if a is PURGED:
+            a = _ABSENT
+        if b is PURGED:
+            b = _ABSENT
         if a is _ABSENT:
             return b
         if b is _ABSENT:
@@ -213,13 +235,16 @@ class WindowOperator(Operator):
         out_ts: list[int] = []
         late: list[tuple[Any, int]] = []
         dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
+        uses_clock = self.assigner.uses_clock
         for i, value in enumerate(batch.values):
             key = keys[i]
-            ts = tss[i] if tss is not None else self.clock.now()
-            if not event_time:
-                ts = self.clock.now()
+            # triggers and evictors see the record's own timestamp, as in Flink;
+            # processing-time assigners place the record by the clock
+            now = self.clock.now() if uses_clock or tss is None else 0
+            ts = tss[i] if tss is not None else now
             try:
-                if not self._process_one(key, value, ts, out, out_ts) and event_time and (
+                if not self._process_one(key, value, ts, now if uses_clock else ts, out,
+                                         out_ts) and event_time and (
                         ts + self.lateness_ms <= self.watermark):
                     late.append((value, ts))
             except Exception as exc:
@@ -238,10 +263,15 @@ class WindowOperator(Operator):
             return
         await target.push(Batch([v for v, _ in late], None, [t for _, t in late]))
 
-    def _process_one(self, key: Any, value: Any, ts: int, out: list[Any],
+    def _process_one(self, key: Any, value: Any, ts: int, at: int, out: list[Any],
                      out_ts: list[int]) -> bool:
-        """Add one record; False when every window it belongs to was skipped as late."""
-        windows = self.assigner.assign(value, ts)
+        """Add one record; False when every window it belongs to was skipped as late.
+
+        A record the function fails on is in none of its windows: the windows it
+        was already added to get their contents back, and what they emitted for
+        it is taken back too.
+        """
+        windows = self.assigner.assign(value, at)
         contents = self.contents.get(key)
         if contents is None:
             contents = {}
@@ -250,25 +280,44 @@ class WindowOperator(Operator):
         tctx = self._tctx
         tctx.key = key
         added = False
-        for window in windows:
-            if self._is_late(window):
-                continue
-            added = True
-            contents[window] = self._add(contents.get(window, _ABSENT), value, ts)
-            tctx.window = window
-            result = self.trigger.on_element(value, ts, window, tctx)
-            self._apply(result, key, window, contents, out, out_ts)
-            cleanup = self._cleanup_time(window)
-            if cleanup != MAX_TIMESTAMP:
-                if self.assigner.is_event_time:
-                    self.event_timers.register((key, window), cleanup)
-                elif self.processing_timers.register((key, window), cleanup):
-                    self.processing_timer_added(cleanup)
+        undo: list[tuple[Any, Any, int]] = []
+        emitted = len(out)
+        try:
+            for window in windows:
+                if self._is_late(window):
+                    continue
+                added = True
+                before = contents.get(window, _ABSENT)
+                undo.append((window, before, len(before) if type(before) is list else -1))
+                contents[window] = self._add(before, value, ts)
+                tctx.window = window
+                result = self.trigger.on_element(value, ts, window, tctx)
+                self._apply(result, key, window, contents, out, out_ts)
+                self._register_cleanup(key, window)
+        except Exception:
+            for window, before, length in reversed(undo):
+                if before is _ABSENT:
+                    contents.pop(window, None)
+                else:
+                    if length >= 0:
+                        del before[length:]
+                    contents[window] = before
+            del out[emitted:]
+            del out_ts[emitted:]
+            raise
         if contents:
             self.contents[key] = contents
         else:
             self.contents.pop(key, None)
         return added
+
+    def _register_cleanup(self, key: Any, window: Any) -> None:
+        cleanup = self._cleanup_time(window)
+        if cleanup != MAX_TIMESTAMP:
+            if self.assigner.is_event_time:
+                self.event_timers.register((key, window), cleanup)
+            elif self.processing_timers.register((key, window), cleanup):
+                self.processing_timer_added(cleanup)
 
     def _merge(self, key: Any, window: TimeWindow, contents: dict[Any, Any]) -> TimeWindow:
         """Merge ``window`` with the key's session windows it touches, as Flink does."""
@@ -293,8 +342,7 @@ class WindowOperator(Operator):
             self.trigger.clear(w, tctx)
             self.event_timers.delete((key, w), self._cleanup_time(w))
             self.processing_timers.delete((key, w), self._cleanup_time(w))
-        if acc is not _ABSENT:
-            contents[merged] = acc
+        contents[merged] = PURGED if acc is _ABSENT else acc
         if counts:
             self.trigger_state[(key, merged)] = counts
         tctx.window = merged
@@ -305,10 +353,13 @@ class WindowOperator(Operator):
                out: list[Any], out_ts: list[int]) -> None:
         if result.fires:
             acc = contents.get(window, _ABSENT)
-            if acc is not _ABSENT:
+            if acc is not _ABSENT and acc is not PURGED:
                 self._emit(key, window, acc, out, out_ts)
         if result.purges:
-            contents.pop(window, None)
+            if self.assigner.is_merging:
+                contents[window] = PURGED
+            else:
+                contents.pop(window, None)
 
     def _emit(self, key: Any, window: Any, acc: Any, out: list[Any], out_ts: list[int]) -> None:
         before = len(out)
@@ -371,6 +422,7 @@ class WindowOperator(Operator):
         tctx = self._tctx
         heap = queue.heap
         buckets = queue.buckets
+        dead: list[DeadLetter] = []
         while heap and heap[0] <= until:
             time = heap[0]
             bucket = buckets.get(time)
@@ -381,14 +433,17 @@ class WindowOperator(Operator):
             for slot in list(bucket):
                 if bucket.pop(slot, _ABSENT) is _ABSENT:
                     continue  # deleted by an earlier firing
-                self._fire_one(slot, time, event_time, tctx, out, out_ts)
+                self._fire_one(slot, time, event_time, tctx, out, out_ts, dead)
                 if heap[0] < time:
                     break  # a trigger set an earlier timer: it goes first
+        if dead:
+            await self.emit_dead_letters(dead)
         if out:
             await self.output.push(Batch(out, None, out_ts))
 
     def _fire_one(self, slot: tuple[Any, Any], time: int, event_time: bool,
-                  tctx: _TriggerContext, out: list[Any], out_ts: list[int]) -> None:
+                  tctx: _TriggerContext, out: list[Any], out_ts: list[int],
+                  dead: list[DeadLetter]) -> None:
         key, window = slot
         contents = self.contents.get(key)
         if contents is None:
@@ -397,6 +452,7 @@ class WindowOperator(Operator):
             return  # merged into another window, which has timers of its own
         tctx.key = key
         tctx.window = window
+        emitted = len(out)
         try:
             if event_time:
                 result = self.trigger.on_event_time(time, window, tctx)
@@ -404,8 +460,9 @@ class WindowOperator(Operator):
                 result = self.trigger.on_processing_time(time, window, tctx)
             self._apply(result, key, window, contents, out, out_ts)
         except Exception as exc:
-            raise UserFunctionError(self.name, f"window {window!r} firing at {time}", exc,
-                                    key, True) from exc
+            del out[emitted:]
+            del out_ts[emitted:]
+            self._firing_failed(key, window, contents.get(window), time, exc, dead)
         if event_time == self.assigner.is_event_time and time == self._cleanup_time(window):
             contents.pop(window, None)
             self.trigger.clear(window, tctx)
@@ -414,6 +471,15 @@ class WindowOperator(Operator):
             self.contents[key] = contents
         else:
             self.contents.pop(key, None)
+
+    def _firing_failed(self, key: Any, window: Any, contents: Any, time: int,
+                       exc: Exception, dead: list[DeadLetter]) -> None:
+        """A window function failed as its window fired: there is no record to
+        blame, so the window itself (key, window, contents) is the dead letter."""
+        if self.on_error != "dead_letter":
+            firing = f"window {window!r} firing at {time} with contents {contents!r}"
+            raise UserFunctionError(self.name, firing, exc, key, True) from exc
+        dead.append(DeadLetter(self.name, WindowResult(key, window, contents), exc, key, time))
 
     def processing_timer_added(self, timestamp: int) -> None:
         scheduled = self._scheduled
@@ -542,10 +608,11 @@ class TumblingOperator(WindowOperator):
         size = self.size
         last = size - 1
         lateness = self.lateness_ms
-        plain = lateness == 0 and self.window_function is None
-        result_of = None if self.kind == REDUCE else self.function.get_result
-        if result_of is not None and type(self.function).get_result is AggregateFunction.get_result:
-            result_of = None  # the accumulator is the result
+        identity = self.kind == REDUCE or (
+            type(self.function).get_result is AggregateFunction.get_result)
+        # nothing user-written runs when the window fires: it cannot fail half-way
+        plain = lateness == 0 and self.window_function is None and identity
+        dead: list[DeadLetter] = []
         out: list[Any] = []
         out_ts: list[int] = []
         pop = accs.pop
@@ -559,17 +626,8 @@ class TumblingOperator(WindowOperator):
                 # every window of this bucket fires and goes: they all share one TimeWindow
                 start = time - last
                 window = TimeWindow(start, start + size)
-                try:
-                    if result_of is None:
-                        out.extend([_make_result(WindowResult, (slot[0], window, pop(slot)))
-                                    for slot in slots])
-                    else:
-                        out.extend([_make_result(WindowResult,
-                                                 (slot[0], window, result_of(pop(slot))))
-                                    for slot in slots])
-                except Exception as exc:
-                    raise UserFunctionError(self.name, f"window {window!r} firing", exc,
-                                            None) from exc
+                out.extend([_make_result(WindowResult, (slot[0], window, pop(slot)))
+                            for slot in slots])
                 out_ts.extend([time] * (len(out) - before))
                 continue
             for slot in slots:
@@ -578,15 +636,18 @@ class TumblingOperator(WindowOperator):
                 if time == end_ts:
                     acc = accs.get(slot, _ABSENT)
                     if acc is not _ABSENT:
+                        window = TimeWindow(start, start + size)
+                        emitted = len(out)
                         try:
-                            self._finish(key, TimeWindow(start, start + size), acc, out)
+                            self._finish(key, window, acc, out)
                         except Exception as exc:
-                            raise UserFunctionError(
-                                self.name, f"window [{start}, {start + size}) firing", exc, key,
-                                True) from exc
+                            del out[emitted:]
+                            self._firing_failed(key, window, acc, time, exc, dead)
                         out_ts.extend([end_ts] * (len(out) - len(out_ts)))
                 if time == end_ts + lateness:
                     accs.pop(slot, None)
+        if dead:
+            await self.emit_dead_letters(dead)
         if out:
             await self.output.push(Batch(out, None, out_ts))
         await Operator.on_watermark(self, timestamp)
