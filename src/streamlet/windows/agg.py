@@ -127,6 +127,9 @@ class _CollectList(AggregateFunction[list[Any]]):
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return a + b
 
+    def get_result(self, accumulator: list[Any]) -> list[Any]:
+        return list(accumulator)  # a copy: the accumulator keeps growing after a firing
+
 
 class _TopK(AggregateFunction[list[Any]]):
     def __init__(self, k: int, field: Field, by: Callable[[Any], Any] | None) -> None:
@@ -146,6 +149,9 @@ class _TopK(AggregateFunction[list[Any]]):
 
     def _trim(self, items: list[Any]) -> list[Any]:
         return heapq.nlargest(self.k, items, key=self.by)
+
+    def get_result(self, accumulator: list[Any]) -> list[Any]:
+        return list(accumulator)  # a copy: the accumulator changes after a firing
 
 
 def count() -> AggregateFunction[int]:
