@@ -40,10 +40,17 @@ from .state.backend import memory_backend
 from .state.descriptors import AggregateFunction
 from .time.durations import to_millis
 from .time.watermarks import WatermarkStrategy
-from .windows.assigners import Tumbling, WindowAssigner
+from .windows.assigners import Session, Tumbling, WindowAssigner
 from .windows.evictors import Evictor
 from .windows.interval_join import IntervalJoinOperator
-from .windows.operator import AGGREGATE, PROCESS, REDUCE, TumblingOperator, WindowOperator
+from .windows.operator import (
+    AGGREGATE,
+    PROCESS,
+    REDUCE,
+    SessionOperator,
+    TumblingOperator,
+    WindowOperator,
+)
 from .windows.triggers import Trigger
 
 if TYPE_CHECKING:
@@ -269,9 +276,13 @@ class WindowedStream:
 
         def make() -> Operator:
             backend = pipeline.settings.state_backend
-            fast = (type(assigner) is Tumbling and assigner.is_event_time and trigger is None
-                    and evictor is None and kind != PROCESS and backend is memory_backend)
-            operator = TumblingOperator if fast else WindowOperator
+            simple = (assigner.is_event_time and trigger is None and evictor is None
+                      and kind != PROCESS and backend is memory_backend)
+            operator: type[WindowOperator] = WindowOperator
+            if simple and type(assigner) is Tumbling:
+                operator = TumblingOperator
+            elif simple and type(assigner) is Session and assigner.gap_fn is None:
+                operator = SessionOperator
             return operator(
                 node_name, assigner=assigner, trigger=trigger, evictor=evictor,
                 lateness_ms=lateness, late_tag=late_tag, kind=kind, function=function,

@@ -30,7 +30,7 @@ from streamlet.state.descriptors import AggregateFunction
 from streamlet.time.clock import Clock, TimerHandle
 from streamlet.time.timers import TimerQueue
 
-from .assigners import MAX_TIMESTAMP, Count, TimeWindow, Tumbling, WindowAssigner
+from .assigners import MAX_TIMESTAMP, Count, Session, TimeWindow, Tumbling, WindowAssigner
 from .evictors import CountEvictor, Evictor
 from .triggers import Trigger, TriggerResult
 
@@ -651,3 +651,118 @@ class TumblingOperator(WindowOperator):
         if out:
             await self.output.push(Batch(out, None, out_ts))
         await Operator.on_watermark(self, timestamp)
+
+
+class SessionOperator(WindowOperator):
+    """Event-time session windows with a static gap, the default trigger, no
+    evictor and an incremental reduce or aggregate: the general operator's
+    steps for each record, in the same order, with the trigger, timer and
+    lateness calls written out inline. Firing is the general operator's."""
+
+    async def process(self, batch: Batch) -> None:  # noqa: PLR0915  # one hot loop
+        keys = batch.keys
+        tss = batch.timestamps
+        assert keys is not None, "window runs behind key_by"
+        if tss is None:
+            raise InvalidTimestampError(
+                self.name, "event-time windows need timestamps; give the stream event time "
+                "with assign_timestamps(...) upstream, or use processing-time windows")
+        assigner = self.assigner
+        assert isinstance(assigner, Session)
+        gap = assigner.gap
+        contents_of = self.contents
+        lateness = self.lateness_ms
+        watermark = self.watermark
+        reduce = self.kind == REDUCE
+        function = self.function
+        add = function if reduce else function.add
+        merge = function if reduce else function.merge
+        create = None if reduce else function.create_accumulator
+        buckets = self.event_timers.buckets
+        heap = self.event_timers.heap
+
+        def register(time: int, slot: tuple[Any, Any]) -> None:
+            bucket = buckets.get(time)
+            if bucket is None:
+                buckets[time] = {slot: None}
+                heapq.heappush(heap, time)
+            elif slot not in bucket:
+                bucket[slot] = None
+
+        def delete(time: int, slot: tuple[Any, Any]) -> None:
+            bucket = buckets.get(time)
+            if bucket is not None:
+                bucket.pop(slot, None)
+
+        out: list[Any] = []
+        out_ts: list[int] = []
+        late: list[tuple[Any, int]] = []
+        dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
+        for i, value in enumerate(batch.values):
+            key = keys[i]
+            ts = tss[i]
+            start = ts
+            end = ts + gap
+            windows = contents_of.get(key)
+            if windows is None:
+                windows = {}
+            touching = [w for w in windows if w[0] <= end and w[1] >= start]
+            try:
+                if not touching:
+                    window = TimeWindow(start, end)
+                else:
+                    if len(touching) == 1:
+                        only = touching[0]
+                        low = only[0] if only[0] < start else start
+                        high = only[1] if only[1] > end else end
+                    else:
+                        low = min(start, *(w[0] for w in touching))
+                        high = max(end, *(w[1] for w in touching))
+                    if len(touching) == 1 and touching[0][0] == low and touching[0][1] == high:
+                        window = touching[0]
+                    else:
+                        window = TimeWindow(low, high)
+                        acc = _ABSENT
+                        for old in sorted(touching):
+                            part = windows.pop(old)
+                            if part is not PURGED:
+                                acc = part if acc is _ABSENT else merge(acc, part)
+                            slot = (key, old)
+                            delete(old[1] - 1, slot)  # the trigger's clear()
+                            delete(old[1] - 1 + lateness, slot)  # the cleanup timer
+                        windows[window] = PURGED if acc is _ABSENT else acc
+                        if window[1] - 1 > watermark:  # the trigger's on_merge()
+                            register(window[1] - 1, (key, window))
+                max_ts = window[1] - 1
+                if max_ts + lateness <= watermark:
+                    if ts + lateness <= watermark:
+                        late.append((value, ts))
+                    contents_of[key] = windows
+                    continue
+                acc = windows.get(window, _ABSENT)
+                if acc is _ABSENT or acc is PURGED:
+                    acc = value if reduce else add(value, create())  # type: ignore[misc]
+                else:
+                    acc = add(acc, value) if reduce else add(value, acc)
+                slot = (key, window)
+                if max_ts <= watermark:  # a late record within the lateness: fire now
+                    emitted = len(out)
+                    try:
+                        self._finish(key, window, acc, out)
+                    except Exception:
+                        del out[emitted:]  # the record is in none of its windows
+                        raise
+                    out_ts.extend([max_ts] * (len(out) - emitted))
+                windows[window] = acc
+                if max_ts > watermark:
+                    register(max_ts, slot)
+                register(max_ts + lateness, slot)
+                contents_of[key] = windows
+            except Exception as exc:
+                self.failed(batch, i, exc, dead)
+        if dead:
+            await self.emit_dead_letters(dead)
+        if late:
+            await self._emit_late(late)
+        if out:
+            await self.output.push(Batch(out, None, out_ts))
