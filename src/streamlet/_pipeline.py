@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -155,8 +156,16 @@ class Pipeline:
             raise StreamletError(
                 "Pipeline.run() was called inside a running event loop; "
                 "use 'await pipeline.run_async()' there instead")
+        # What exists before the job (its input data, the user's program) is set
+        # aside from the garbage collector while the job runs, so that full
+        # collections scan only what the job makes, not a million input records
+        # every time. It is handed back to the collector when the job ends.
+        gc.freeze()
         try:
-            import uvloop  # noqa: PLC0415  # optional: only where the platform has it
-        except ImportError:
-            return asyncio.run(self.run_async())
-        return uvloop.run(self.run_async())
+            try:
+                import uvloop  # noqa: PLC0415  # optional: only where the platform has it
+            except ImportError:
+                return asyncio.run(self.run_async())
+            return uvloop.run(self.run_async())
+        finally:
+            gc.unfreeze()
