@@ -7,7 +7,6 @@ through a hash edge, which is what makes the keyed operators available.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
 from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
 from .core.graph import DEAD_LETTER, Edge, Input, Node
-from .core.operator import Operator
+from .core.operator import Operator, add_outputs
 from .core.process import (
     CoProcessOperator,
     KeyedProcessOperator,
@@ -112,7 +111,8 @@ class IntervalJoin:
 
     def process(self, fn: Callable[[Any, Any], Any], *, name: str | None = None,
                 on_error: str | None = None) -> Stream:
-        """``fn(left, right)`` for every joined pair; returns one output, or yields several."""
+        """``fn(left, right)`` for every joined pair; it returns one output, a list of
+        them, or yields several (None emits nothing)."""
         if self._bounds is None:
             raise StreamletConfigError("interval_join needs between(lower, upper) first")
         if not callable(fn):
@@ -178,23 +178,17 @@ class JoinBuilder:
         def key(pair: tuple[int, Any]) -> Any:
             return left_key(pair[1]) if pair[0] == 0 else right_key(pair[1])
 
-        def pairs(key_value: Any, window: Any, values: list[tuple[int, Any]]) -> Any:
+        def pairs(key_value: Any, window: Any, values: list[tuple[int, Any]]) -> list[Any]:
             lefts = [v for side, v in values if side == 0]
             rights = [v for side, v in values if side == 1]
+            out: list[Any] = []
             if outer:
-                result = fn(lefts, rights)
-                if inspect.isgenerator(result):
-                    yield from result
-                elif result is not None:
-                    yield result
-                return
-            for left in lefts:
-                for right in rights:
-                    result = fn(left, right)
-                    if inspect.isgenerator(result):
-                        yield from result
-                    elif result is not None:
-                        yield result
+                add_outputs(out, fn(lefts, rights))
+            else:
+                for left in lefts:
+                    for right in rights:
+                        add_outputs(out, fn(left, right))
+            return out
         return tagged.key_by(key).window(self._assigner).process(
             pairs, name=name or ("co_group" if outer else "window_join"))
 

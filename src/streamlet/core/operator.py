@@ -124,6 +124,17 @@ class DeadLetter:
                 f"error={self.error_message!r})")
 
 
+def add_outputs(out: list[Any], result: Any) -> None:
+    """What a window or join function returned, as outputs: ``None`` is none, a
+    list or generator is several, anything else is one."""
+    if result is None:
+        return
+    if isinstance(result, list) or inspect.isgenerator(result):
+        out.extend(result)
+    else:
+        out.append(result)
+
+
 def checking_first_call(owner: Any, attribute: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``fn`` so that its first batch is checked for coroutines.
 

@@ -12,13 +12,12 @@ as Flink drops them. A joined pair carries the larger of the two timestamps.
 from __future__ import annotations
 
 import heapq
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from streamlet.core.batch import Batch
 from streamlet.core.control import MIN_WATERMARK
-from streamlet.core.operator import DeadLetter, Operator, OperatorContext
+from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
 from streamlet.errors import InvalidTimestampError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.time.timers import TimerQueue
@@ -88,7 +87,7 @@ class IntervalJoinOperator(Operator):
                     if low <= other_ts <= high:
                         left, right = (value, other) if index == 0 else (other, value)
                         before = len(out)
-                        self._extend(out, self.fn(left, right))
+                        add_outputs(out, self.fn(left, right))
                         out_ts.extend([max(ts, other_ts)] * (len(out) - before))
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
@@ -98,15 +97,6 @@ class IntervalJoinOperator(Operator):
             await self.emit_dead_letters(dead)
         if out:
             await self.output.push(Batch(out, None, out_ts))
-
-    @staticmethod
-    def _extend(out: list[Any], result: Any) -> None:
-        if result is None:
-            return
-        if inspect.isgenerator(result):
-            out.extend(result)
-        else:
-            out.append(result)
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp <= self.watermark:

@@ -16,14 +16,13 @@ contents and trigger state are dropped.
 from __future__ import annotations
 
 import heapq
-import inspect
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
 from streamlet.core.batch import Batch
 from streamlet.core.control import MIN_WATERMARK
-from streamlet.core.operator import DeadLetter, Operator, OperatorContext
+from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
 from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import AggregateFunction
@@ -369,7 +368,7 @@ class WindowOperator(Operator):
                 elements = self.evictor.evict_before(list(elements), window)
             values = [v for v, _ in elements]
             if self.kind == PROCESS:
-                self._extend(out, self.function(key, window, values))
+                add_outputs(out, self.function(key, window, values))
             elif values:
                 self._finish(key, window, self._fold(values), out)
             if self.evictor is not None:
@@ -396,16 +395,7 @@ class WindowOperator(Operator):
         if self.window_function is None:
             out.append(WindowResult(key, window, value))
         else:
-            self._extend(out, self.window_function(key, window, value))
-
-    @staticmethod
-    def _extend(out: list[Any], result: Any) -> None:
-        if result is None:
-            return
-        if inspect.isgenerator(result) or isinstance(result, list):
-            out.extend(result)
-        else:
-            out.append(result)
+            add_outputs(out, self.window_function(key, window, value))
 
     # -- timers -------------------------------------------------------------------------
 
