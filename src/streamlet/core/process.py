@@ -58,7 +58,42 @@ class _Emitted:
         self.timestamps: list[Any] | None = [] if timestamped else None
 
 
-class ProcessOperatorBase(Operator):
+class ProcessingTimeScheduling:
+    """Keeps one clock callback armed at an operator's earliest processing-time
+    timer; when it comes due (through the task's mailbox) the operator fires
+    what is due and the callback is armed again for the next one."""
+
+    processing_timers: TimerQueue
+    timer_context: OperatorContext | None = None
+    _scheduled: tuple[int, TimerHandle] | None = None
+
+    async def fire_processing_timers(self, now: int) -> None:
+        raise NotImplementedError
+
+    def processing_timer_added(self, timestamp: int) -> None:
+        scheduled = self._scheduled
+        if scheduled is not None and scheduled[0] <= timestamp:
+            return
+        if scheduled is not None:
+            scheduled[1].cancel()
+        assert self.timer_context is not None
+        self._scheduled = (timestamp, self.timer_context.call_at(timestamp, self._on_clock))
+
+    async def _on_clock(self) -> None:
+        self._scheduled = None
+        assert self.timer_context is not None
+        await self.fire_processing_timers(self.timer_context.clock.now())
+        following = self.processing_timers.peek()
+        if following is not None:
+            self.processing_timer_added(following)
+
+    def cancel_processing_clock(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled[1].cancel()
+            self._scheduled = None
+
+
+class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
     """Shared by the keyed, non-keyed and two-input process operators."""
 
     keyed = True
@@ -76,14 +111,12 @@ class ProcessOperatorBase(Operator):
         self.watermark = MIN_WATERMARK
         self.backend: KeyedStateBackend | None = None
         self.clock: Clock
-        self._ctx_open: OperatorContext | None = None
-        self._scheduled: tuple[int, TimerHandle] | None = None
         timers = TimerService(self, self.key_ref, self.event_timers, self.processing_timers)
         self.ctx = TimedContext(name, timers if self.keyed else None)
         self.untimed_ctx = UntimedContext(name, timers if self.keyed else None)
 
     def open(self, ctx: OperatorContext) -> None:
-        self._ctx_open = ctx
+        self.timer_context = ctx
         self.clock = ctx.clock
         descriptors = descriptors_of(self.function)
         if descriptors and not self.keyed:
@@ -100,8 +133,7 @@ class ProcessOperatorBase(Operator):
         self.function.open()
 
     async def close(self) -> None:
-        if self._scheduled is not None:
-            self._scheduled[1].cancel()
+        self.cancel_processing_clock()
         try:
             self.function.close()
         finally:
@@ -257,21 +289,8 @@ class ProcessOperatorBase(Operator):
         await self._fire(self.event_timers, timestamp, EVENT_TIME)
         await Operator.on_watermark(self, timestamp)
 
-    def processing_timer_added(self, timestamp: int) -> None:
-        scheduled = self._scheduled
-        if scheduled is not None and scheduled[0] <= timestamp:
-            return
-        if scheduled is not None:
-            scheduled[1].cancel()
-        assert self._ctx_open is not None
-        self._scheduled = (timestamp, self._ctx_open.call_at(timestamp, self._on_clock))
-
-    async def _on_clock(self) -> None:
-        self._scheduled = None
-        await self._fire(self.processing_timers, self.clock.now(), PROCESSING_TIME)
-        following = self.processing_timers.peek()
-        if following is not None:
-            self.processing_timer_added(following)
+    async def fire_processing_timers(self, now: int) -> None:
+        await self._fire(self.processing_timers, now, PROCESSING_TIME)
 
 
 class KeyedProcessOperator(ProcessOperatorBase):

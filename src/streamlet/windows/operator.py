@@ -23,10 +23,11 @@ from typing import Any
 from streamlet.core.batch import Batch
 from streamlet.core.control import MIN_WATERMARK
 from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
+from streamlet.core.process import ProcessingTimeScheduling
 from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import AggregateFunction
-from streamlet.time.clock import Clock, TimerHandle
+from streamlet.time.clock import Clock
 from streamlet.time.timers import TimerQueue
 
 from .assigners import MAX_TIMESTAMP, Count, Session, TimeWindow, Tumbling, WindowAssigner
@@ -127,7 +128,7 @@ class _TriggerContext:
         found[name] = value
 
 
-class WindowOperator(Operator):
+class WindowOperator(ProcessingTimeScheduling, Operator):
     def __init__(self, name: str, *, assigner: WindowAssigner, trigger: Trigger | None,
                  evictor: Evictor | None, lateness_ms: int, late_tag: str | None, kind: str,
                  function: Any, window_function: Callable[..., Any] | None, on_error: str,
@@ -154,8 +155,7 @@ class WindowOperator(Operator):
         self.dropped_late = 0
         self.clock: Clock
         self.backend: KeyedStateBackend | None = None
-        self._ctx: OperatorContext | None = None
-        self._scheduled: tuple[int, TimerHandle] | None = None
+
         self._tctx = _TriggerContext(self)
         if assigner.is_merging and not self.trigger.can_merge():
             raise StreamletConfigError(
@@ -163,14 +163,13 @@ class WindowOperator(Operator):
                 f"with merging windows ({assigner!r})")
 
     def open(self, ctx: OperatorContext) -> None:
-        self._ctx = ctx
+        self.timer_context = ctx
         self.clock = ctx.clock
         self.backend = self.state_backend_factory(self.job, self.name)
         self.contents = self.backend.table("window-contents")
 
     async def close(self) -> None:
-        if self._scheduled is not None:
-            self._scheduled[1].cancel()
+        self.cancel_processing_clock()
         if self.backend is not None:
             self.backend.close()
             self.backend = None
@@ -248,6 +247,11 @@ class WindowOperator(Operator):
                     late.append((value, ts))
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
+        await self._send(out, out_ts, dead, late)
+
+    async def _send(self, out: list[Any], out_ts: list[int], dead: list[DeadLetter] | None,
+                    late: list[tuple[Any, int]] | None = None) -> None:
+        """What a batch or a firing produced: dead letters, late records, results."""
         if dead:
             await self.emit_dead_letters(dead)
         if late:
@@ -426,10 +430,7 @@ class WindowOperator(Operator):
                 self._fire_one(slot, time, event_time, tctx, out, out_ts, dead)
                 if heap[0] < time:
                     break  # a trigger set an earlier timer: it goes first
-        if dead:
-            await self.emit_dead_letters(dead)
-        if out:
-            await self.output.push(Batch(out, None, out_ts))
+        await self._send(out, out_ts, dead)
 
     def _fire_one(self, slot: tuple[Any, Any], time: int, event_time: bool,
                   tctx: _TriggerContext, out: list[Any], out_ts: list[int],
@@ -471,21 +472,8 @@ class WindowOperator(Operator):
             raise UserFunctionError(self.name, firing, exc, key, True) from exc
         dead.append(DeadLetter(self.name, WindowResult(key, window, contents), exc, key, time))
 
-    def processing_timer_added(self, timestamp: int) -> None:
-        scheduled = self._scheduled
-        if scheduled is not None and scheduled[0] <= timestamp:
-            return
-        if scheduled is not None:
-            scheduled[1].cancel()
-        assert self._ctx is not None
-        self._scheduled = (timestamp, self._ctx.call_at(timestamp, self._on_clock))
-
-    async def _on_clock(self) -> None:
-        self._scheduled = None
-        await self._fire(self.processing_timers, self.clock.now(), event_time=False)
-        following = self.processing_timers.peek()
-        if following is not None:
-            self.processing_timer_added(following)
+    async def fire_processing_timers(self, now: int) -> None:
+        await self._fire(self.processing_timers, now, event_time=False)
 
 
 class TumblingOperator(WindowOperator):
@@ -500,7 +488,7 @@ class TumblingOperator(WindowOperator):
     """
 
     def open(self, ctx: OperatorContext) -> None:
-        self._ctx = ctx
+        self.timer_context = ctx
         self.clock = ctx.clock
         self.accs: dict[tuple[Any, int], Any] = {}
         assigner = self.assigner
@@ -581,12 +569,7 @@ class TumblingOperator(WindowOperator):
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
                 i += 1
-        if dead:
-            await self.emit_dead_letters(dead)
-        if late:
-            await self._emit_late(late)
-        if out:
-            await self.output.push(Batch(out, None, out_ts))
+        await self._send(out, out_ts, dead, late)
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp <= self.watermark:
@@ -636,10 +619,7 @@ class TumblingOperator(WindowOperator):
                         out_ts.extend([end_ts] * (len(out) - len(out_ts)))
                 if time == end_ts + lateness:
                     accs.pop(slot, None)
-        if dead:
-            await self.emit_dead_letters(dead)
-        if out:
-            await self.output.push(Batch(out, None, out_ts))
+        await self._send(out, out_ts, dead)
         await Operator.on_watermark(self, timestamp)
 
 
@@ -750,9 +730,4 @@ class SessionOperator(WindowOperator):
                 contents_of[key] = windows
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
-        if dead:
-            await self.emit_dead_letters(dead)
-        if late:
-            await self._emit_late(late)
-        if out:
-            await self.output.push(Batch(out, None, out_ts))
+        await self._send(out, out_ts, dead, late)
