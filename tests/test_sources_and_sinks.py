@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -517,3 +518,24 @@ async def test_dead_letters_in_a_union_finish() -> None:
     out = parsed.map(str).union(errors).collect()
     await run_bounded(p)
     assert sorted(out) == ["1", "bad x"]
+
+
+def test_run_gives_the_garbage_collector_its_settings_back() -> None:
+    # Pipeline.run tunes the collector while the job runs (see _pipeline.py);
+    # the program around it gets its own thresholds and nothing left frozen,
+    # also when the job fails.
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def look(value: int) -> None:
+        seen.append(gc.get_threshold())
+        if value == 2:
+            raise ValueError("stop")
+
+    p = sl.Pipeline()
+    p.from_iterable([1, 2]).sink(look)
+    with pytest.raises(sl.UserFunctionError):
+        p.run()
+    assert seen and seen[0] != before  # tuned while running
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

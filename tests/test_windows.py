@@ -1164,6 +1164,31 @@ def test_a_dead_lettered_record_is_in_none_of_its_windows(mode: str, tmp_path: P
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_a_dead_lettered_record_does_not_merge_the_sessions_it_bridges(
+        mode: str, batch_size: int, tmp_path: Path) -> None:
+    # Sessions [0, 10) and [14, 24) (gap 10); the record at 7 would merge them
+    # into [0, 24), but its function fails: it changes nothing, in memory or in
+    # SQLite, and both sessions fire as they were.
+    def boom(a: Record, b: Record) -> Record:
+        if b[2] == 100:
+            raise ValueError("not this one")
+        return add(a, b)
+
+    p = sl.Pipeline(batch_size=batch_size, state_backend=backend_for(mode, tmp_path))
+    records = [("a", 0, 1), ("a", 14, 2), ("a", 7, 100), ("a", 30, 4)]
+    behind = sl.WatermarkStrategy.bounded_out_of_orderness(20)
+    sums = windowed(keyed_records(p, records, behind), Session(10), mode).reduce(
+        boom, name="sums", on_error="dead_letter")
+    out = sums.collect()
+    dead = sums.dead_letters().collect()
+    p.run()
+    assert [d.value for d in dead] == [("a", 7, 100)]
+    assert [(r.window.start, r.window.end, r.value[2]) for r in out] == [
+        (0, 10, 1), (14, 24, 2), (30, 40, 4)]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_failing_window_function_names_the_operator_and_key(mode: str,
                                                               tmp_path: Path) -> None:
     def explode(key: Any, window: Any, value: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -36,6 +37,33 @@ from .triggers import Trigger, TriggerResult
 
 REDUCE, AGGREGATE, PROCESS = "reduce", "aggregate", "process"
 _ABSENT: Any = object()
+_FRESH: Any = object()  # no shared initial accumulator: create_accumulator() per window
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), frozenset)
+
+
+def _immutable(value: Any) -> bool:
+    if type(value) is tuple:
+        return all(map(_immutable, value))
+    return type(value) in _IMMUTABLE
+
+
+def shared_initial(function: AggregateFunction[Any]) -> Any:
+    """The accumulator every window starts from, when one value can serve them all.
+
+    ``create_accumulator`` returns a fresh accumulator; when what it returns is
+    immutable (numbers, strings, None, tuples of them), every window may start
+    from the same one, and a call per window is saved. A function whose calls
+    return different values keeps being called per window (``_FRESH``), and so
+    does one that fails here: it will fail again, on a record, and be reported.
+    """
+    try:
+        first = function.create_accumulator()
+        second = function.create_accumulator()
+    except Exception:
+        return _FRESH
+    if _immutable(first) and type(second) is type(first) and second == first:
+        return first
+    return _FRESH
 
 
 class _Purged:
@@ -52,6 +80,21 @@ class _Purged:
 
 
 PURGED: Any = _Purged()
+
+
+def _merge_plan(window: TimeWindow, contents: dict[Any, Any]
+                ) -> tuple[TimeWindow, list[TimeWindow]]:
+    """The session window a record's ``window`` ends up in, and the key's windows
+    that merge into it (by start; none when it is new or falls inside one)."""
+    touching = [w for w in contents if w.intersects(window)]
+    if not touching:
+        return window, []
+    merged = window
+    for w in touching:
+        merged = merged.cover(w)
+    if len(touching) == 1 and touching[0] == merged:
+        return merged, []
+    return merged, sorted(touching, key=lambda w: (w.start, w.end))
 
 
 class WindowResult(tuple[Any, Any, Any]):
@@ -272,16 +315,31 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
 
         A record the function fails on is in none of its windows: the windows it
         was already added to get their contents back, and what they emitted for
-        it is taken back too.
+        it is taken back too. Session windows it bridges merge only once its own
+        function has run on the merged contents; a later failure (a trigger or
+        a window function firing at once) leaves them merged, without the record.
         """
         windows = self.assigner.assign(value, at)
         contents = self.contents.get(key)
         if contents is None:
             contents = {}
-        if self.assigner.is_merging:
-            windows = [self._merge(key, windows[0], contents)]
         tctx = self._tctx
         tctx.key = key
+        prepared = _ABSENT  # a merged window's new contents, computed before the merge
+        if self.assigner.is_merging:
+            window, parts = _merge_plan(windows[0], contents)
+            if self._is_late(window):
+                return False  # then it touches nothing: live windows are never late
+            merged = contents.get(window, _ABSENT)
+            if parts:
+                merged = _ABSENT
+                for part in parts:
+                    merged = self._merge_contents(merged, contents[part])
+            if not self.keeps_elements:  # (appending a record cannot fail)
+                prepared = self._add(merged, value, ts)  # when this fails, nothing changed
+            if parts:
+                self._merge(key, window, parts, merged, contents)
+            windows = [window]
         added = False
         undo: list[tuple[Any, Any, int]] = []
         emitted = len(out)
@@ -292,7 +350,8 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                 added = True
                 before = contents.get(window, _ABSENT)
                 undo.append((window, before, len(before) if type(before) is list else -1))
-                contents[window] = self._add(before, value, ts)
+                contents[window] = (self._add(before, value, ts) if prepared is _ABSENT
+                                    else prepared)
                 tctx.window = window
                 result = self.trigger.on_element(value, ts, window, tctx)
                 self._apply(result, key, window, contents, out, out_ts)
@@ -307,12 +366,16 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                     contents[window] = before
             del out[emitted:]
             del out_ts[emitted:]
+            self._store(key, contents)  # a merge stands
             raise
+        self._store(key, contents)
+        return added
+
+    def _store(self, key: Any, contents: dict[Any, Any]) -> None:
         if contents:
             self.contents[key] = contents
         else:
             self.contents.pop(key, None)
-        return added
 
     def _register_cleanup(self, key: Any, window: Any) -> None:
         cleanup = self._cleanup_time(window)
@@ -322,22 +385,15 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
             elif self.processing_timers.register((key, window), cleanup):
                 self.processing_timer_added(cleanup)
 
-    def _merge(self, key: Any, window: TimeWindow, contents: dict[Any, Any]) -> TimeWindow:
-        """Merge ``window`` with the key's session windows it touches, as Flink does."""
-        touching = [w for w in contents if w.intersects(window)]
-        if not touching:
-            return window
-        merged = window
-        for w in touching:
-            merged = merged.cover(w)
-        if len(touching) == 1 and touching[0] == merged:
-            return merged  # the record falls inside an existing window
+    def _merge(self, key: Any, merged: TimeWindow, parts: list[TimeWindow], acc: Any,
+               contents: dict[Any, Any]) -> None:
+        """Replace the session windows ``parts`` by ``merged``, whose contents are
+        ``acc``, as Flink's merging window set does: their trigger state is
+        combined, the trigger clears them and is told of the merge."""
         tctx = self._tctx
-        tctx.key = key
-        acc = _ABSENT
         counts: dict[str, Any] = {}
-        for w in sorted(touching, key=lambda w: (w.start, w.end)):
-            acc = self._merge_contents(acc, contents.pop(w))
+        for w in parts:
+            del contents[w]
             old_state = self.trigger_state.pop((key, w), None) or {}
             for name, value in old_state.items():
                 counts[name] = counts.get(name, 0) + value if isinstance(value, int) else value
@@ -350,7 +406,6 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
             self.trigger_state[(key, merged)] = counts
         tctx.window = merged
         self.trigger.on_merge(merged, tctx)
-        return merged
 
     def _apply(self, result: TriggerResult, key: Any, window: Any, contents: dict[Any, Any],
                out: list[Any], out_ts: list[int]) -> None:
@@ -458,10 +513,7 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
             contents.pop(window, None)
             self.trigger.clear(window, tctx)
             self.trigger_state.pop((key, window), None)
-        if contents:
-            self.contents[key] = contents
-        else:
-            self.contents.pop(key, None)
+        self._store(key, contents)
 
     def _firing_failed(self, key: Any, window: Any, contents: Any, time: int,
                        exc: Exception, dead: list[DeadLetter]) -> None:
@@ -481,30 +533,32 @@ class TumblingOperator(WindowOperator):
     default trigger, no evictor, an incremental reduce or aggregate, and
     state in memory.
 
-    It computes exactly what ``WindowOperator`` computes (the property tests
-    hold both to one oracle), but keeps one accumulator per ``(key, start)``
-    in a dict and does the window arithmetic inline, so a record costs a
-    few dict operations and one call of the user's function.
+    It computes exactly what ``WindowOperator`` computes, in the same order
+    (the property tests hold both to one oracle), from a layout made for the
+    case: one dict per window, ``window max timestamp -> {key: accumulator}``.
+    That dict is also the window's timer bucket: its keys are in the order of
+    their first record, which is the order the default trigger registers and
+    fires their timers; a heap holds the max timestamps still to fire, a
+    second one (with allowed lateness) those fired but not yet cleaned up.
+    A record costs a few dict operations and the user's function; a firing
+    instant pops one dict and, when nothing user-written runs as it fires,
+    builds all its results in C.
     """
 
     def open(self, ctx: OperatorContext) -> None:
         self.timer_context = ctx
         self.clock = ctx.clock
-        self.accs: dict[tuple[Any, int], Any] = {}
         assigner = self.assigner
         assert isinstance(assigner, Tumbling)
         self.size = assigner.size
         self.offset = assigner.offset
-
-    @staticmethod
-    def _timer(buckets: dict[int, dict[Any, None]], heap: list[int], time: int,
-               slot: tuple[Any, int]) -> None:
-        bucket = buckets.get(time)
-        if bucket is None:
-            buckets[time] = {slot: None}
-            heapq.heappush(heap, time)
-        else:
-            bucket[slot] = None
+        self.windows: dict[int, dict[Any, Any]] = {}
+        self.due: list[int] = []  # max timestamps of windows still to fire
+        self.fired: list[int] = []  # of fired windows kept for the allowed lateness
+        self.get_result = None if self.kind == REDUCE or (
+            type(self.function).get_result is AggregateFunction.get_result
+        ) else self.function.get_result
+        self.initial = _FRESH if self.kind == REDUCE else shared_initial(self.function)
 
     async def process(self, batch: Batch) -> None:  # noqa: PLR0915  # one hot loop, on purpose
         keys = batch.keys
@@ -515,112 +569,136 @@ class TumblingOperator(WindowOperator):
                 self.name, "event-time windows need timestamps; give the stream event time "
                 "with assign_timestamps(...) upstream, or use processing-time windows")
         values = batch.values
-        accs = self.accs
-        get = accs.get
         size = self.size
         offset = self.offset
         last = size - 1
-        lateness = self.lateness_ms
         watermark = self.watermark
         reduce = self.kind == REDUCE
         fn = self.function if reduce else self.function.add
         create = None if reduce else self.function.create_accumulator
-        buckets = self.event_timers.buckets
-        heap = self.event_timers.heap
+        initial = self.initial
+        fresh = _FRESH
         out: list[Any] = []
         out_ts: list[int] = []
         late: list[tuple[Any, int]] = []
         dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
-        n = len(values)
-        i = 0
-        while i < n:
+        remaining = iter(values)
+        left = remaining.__length_hint__  # type: ignore[attr-defined]  # list iterators have it
+        records = zip(keys, remaining, tss, strict=True)
+        # one loop for reduce and one for aggregate, so that neither tests which it is
+        # per record; a batch's records mostly share a window, so the last window's
+        # dict is kept at hand; a record of a window that has fired goes to _late_record
+        current = None  # the number of the window ``accs`` holds: (ts - offset) // size
+        accs: dict[Any, Any] = {}
+        while True:
             try:
-                for i in range(i, n):  # noqa: B020  # i names the failing record
-                    ts = tss[i]
-                    start = ts - (ts - offset) % size
-                    slot = (keys[i], start)
-                    acc = get(slot, _ABSENT)
-                    end_ts = start + last
-                    if acc is _ABSENT:
-                        if end_ts + lateness <= watermark:
-                            late.append((values[i], ts))
-                            continue
-                        acc = values[i] if reduce else fn(values[i], create())  # type: ignore[misc]
-                        accs[slot] = acc
-                        # as the default trigger does: a timer at the window's end
-                        # (unless that has passed), then the window's cleanup timer
-                        if end_ts > watermark:
-                            bucket = buckets.get(end_ts)
-                            if bucket is None:
-                                buckets[end_ts] = {slot: None}
-                                heapq.heappush(heap, end_ts)
-                            else:
-                                bucket[slot] = None
-                        if lateness:
-                            self._timer(buckets, heap, end_ts + lateness, slot)
-                    else:
-                        acc = fn(acc, values[i]) if reduce else fn(values[i], acc)
-                        accs[slot] = acc
-                    if lateness and end_ts <= watermark:
-                        # a late record within the lateness: the window fires again at once
-                        self._finish(slot[0], TimeWindow(start, start + size), acc, out)
-                        out_ts.extend([end_ts] * (len(out) - len(out_ts)))
-                i = n
+                if reduce:
+                    for key, value, ts in records:
+                        n = (ts - offset) // size  # the window's number
+                        if n != current:
+                            t = n * size + offset + last  # its max timestamp
+                            if t <= watermark:
+                                self._late_record(key, value, ts, t, out, out_ts, late)
+                                continue
+                            accs = self._window(t)
+                            current = n
+                        acc = accs.get(key, fresh)
+                        accs[key] = value if acc is fresh else fn(acc, value)
+                else:
+                    for key, value, ts in records:
+                        n = (ts - offset) // size
+                        if n != current:
+                            t = n * size + offset + last
+                            if t <= watermark:
+                                self._late_record(key, value, ts, t, out, out_ts, late)
+                                continue
+                            accs = self._window(t)
+                            current = n
+                        acc = accs.get(key, initial)
+                        accs[key] = fn(value, create() if acc is fresh else acc)  # type: ignore[misc]
+                break
             except Exception as exc:
-                self.failed(batch, i, exc, dead)
-                i += 1
+                self.failed(batch, len(values) - left() - 1, exc, dead)
         await self._send(out, out_ts, dead, late)
+
+    def _window(self, t: int) -> dict[Any, Any]:
+        """The accumulators of the window whose max timestamp is ``t``, made on first use."""
+        accs = self.windows.get(t)
+        if accs is None:
+            accs = self.windows[t] = {}
+            heapq.heappush(self.due, t)
+        return accs
+
+    def _late_record(self, key: Any, value: Any, ts: int, t: int, out: list[Any],
+                     out_ts: list[int], late: list[tuple[Any, int]]) -> None:
+        """A record for a window the watermark has passed: within the allowed
+        lateness it is added and the window fires again at once, as the default
+        trigger fires; beyond it, it is late data."""
+        lateness = self.lateness_ms
+        if t + lateness <= self.watermark:
+            late.append((value, ts))
+            return
+        accs = self.windows.get(t)
+        if accs is None:
+            accs = self.windows[t] = {}
+            heapq.heappush(self.fired, t)
+        acc = accs.get(key, _ABSENT)
+        if self.kind == REDUCE:
+            acc = value if acc is _ABSENT else self.function(acc, value)
+        else:
+            acc = self.function.add(value, self.function.create_accumulator()
+                                    if acc is _ABSENT else acc)
+        emitted = len(out)
+        try:
+            self._finish(key, TimeWindow(t - self.size + 1, t + 1), acc, out)
+        except Exception:
+            del out[emitted:]  # the record is in none of its windows
+            raise
+        out_ts.extend([t] * (len(out) - emitted))
+        accs[key] = acc
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp <= self.watermark:
             return
         self.watermark = timestamp
-        heap = self.event_timers.heap
-        buckets = self.event_timers.buckets
-        accs = self.accs
-        size = self.size
-        last = size - 1
+        due = self.due
+        windows = self.windows
         lateness = self.lateness_ms
-        identity = self.kind == REDUCE or (
-            type(self.function).get_result is AggregateFunction.get_result)
-        # nothing user-written runs when the window fires: it cannot fail half-way
-        plain = lateness == 0 and self.window_function is None and identity
+        fired = self.fired
+        pop = heapq.heappop
+        # nothing user-written runs as windows fire: no firing can fail half-way
+        plain = self.window_function is None and self.get_result is None
         dead: list[DeadLetter] = []
         out: list[Any] = []
         out_ts: list[int] = []
-        pop = accs.pop
-        while heap and heap[0] <= timestamp:
-            time = heapq.heappop(heap)
-            slots = buckets.pop(time, None)
-            if not slots:
-                continue
-            before = len(out)
+        while due and due[0] <= timestamp:
+            t = pop(due)
+            accs = windows[t] if lateness else windows.pop(t)
+            window = TimeWindow(t - self.size + 1, t + 1)
             if plain:
-                # every window of this bucket fires and goes: they all share one TimeWindow
-                start = time - last
-                window = TimeWindow(start, start + size)
-                out.extend([_make_result(WindowResult, (slot[0], window, pop(slot)))
-                            for slot in slots])
-                out_ts.extend([time] * (len(out) - before))
-                continue
-            for slot in slots:
-                key, start = slot
-                end_ts = start + last
-                if time == end_ts:
-                    acc = accs.get(slot, _ABSENT)
-                    if acc is not _ABSENT:
-                        window = TimeWindow(start, start + size)
-                        emitted = len(out)
-                        try:
-                            self._finish(key, window, acc, out)
-                        except Exception as exc:
-                            del out[emitted:]
-                            self._firing_failed(key, window, acc, time, exc, dead)
-                        out_ts.extend([end_ts] * (len(out) - len(out_ts)))
-                if time == end_ts + lateness:
-                    accs.pop(slot, None)
+                out.extend(map(_make_result, repeat(WindowResult),
+                               zip(accs, repeat(window), accs.values())))
+            else:
+                self._fire_each(accs, window, t, out, dead)
+            out_ts.extend(repeat(t, len(out) - len(out_ts)))
+            if lateness:
+                heapq.heappush(fired, t)
+        while fired and fired[0] + lateness <= timestamp:
+            windows.pop(pop(fired), None)
         await self._send(out, out_ts, dead)
         await Operator.on_watermark(self, timestamp)
+
+    def _fire_each(self, accs: dict[Any, Any], window: TimeWindow, t: int, out: list[Any],
+                   dead: list[DeadLetter]) -> None:
+        """Fire a window's keys one by one: a failing ``get_result`` or window
+        function makes that one window a dead letter (or fails the job)."""
+        for key, acc in accs.items():
+            emitted = len(out)
+            try:
+                self._finish(key, window, acc, out)
+            except Exception as exc:
+                del out[emitted:]
+                self._firing_failed(key, window, acc, t, exc, dead)
 
 
 class SessionOperator(WindowOperator):
@@ -648,8 +726,10 @@ class SessionOperator(WindowOperator):
         add = function if reduce else function.add
         merge = function if reduce else function.merge
         create = None if reduce else function.create_accumulator
+        initial = _FRESH if reduce else shared_initial(function)
         buckets = self.event_timers.buckets
         heap = self.event_timers.heap
+        new = tuple.__new__
 
         def register(time: int, slot: tuple[Any, Any]) -> None:
             bucket = buckets.get(time)
@@ -659,11 +739,6 @@ class SessionOperator(WindowOperator):
             elif slot not in bucket:
                 bucket[slot] = None
 
-        def delete(time: int, slot: tuple[Any, Any]) -> None:
-            bucket = buckets.get(time)
-            if bucket is not None:
-                bucket.pop(slot, None)
-
         out: list[Any] = []
         out_ts: list[int] = []
         late: list[tuple[Any, int]] = []
@@ -671,63 +746,128 @@ class SessionOperator(WindowOperator):
         for i, value in enumerate(batch.values):
             key = keys[i]
             ts = tss[i]
-            start = ts
             end = ts + gap
             windows = contents_of.get(key)
             if windows is None:
                 windows = {}
-            touching = [w for w in windows if w[0] <= end and w[1] >= start]
+            # the session the record's [ts, ts + gap) ends up in, and what merges into it
+            parts: list[Any] | None = None
+            window = None
+            for w in windows:
+                if w[0] <= end and w[1] >= ts:  # overlapping or touching
+                    if window is None:
+                        window = w
+                    else:
+                        parts = [window, w] if parts is None else [*parts, w]
             try:
-                if not touching:
-                    window = TimeWindow(start, end)
-                else:
-                    if len(touching) == 1:
-                        only = touching[0]
-                        low = only[0] if only[0] < start else start
-                        high = only[1] if only[1] > end else end
-                    else:
-                        low = min(start, *(w[0] for w in touching))
-                        high = max(end, *(w[1] for w in touching))
-                    if len(touching) == 1 and touching[0][0] == low and touching[0][1] == high:
-                        window = touching[0]
-                    else:
-                        window = TimeWindow(low, high)
-                        acc = _ABSENT
-                        for old in sorted(touching):
-                            part = windows.pop(old)
-                            if part is not PURGED:
-                                acc = part if acc is _ABSENT else merge(acc, part)
-                            slot = (key, old)
-                            delete(old[1] - 1, slot)  # the trigger's clear()
-                            delete(old[1] - 1 + lateness, slot)  # the cleanup timer
-                        windows[window] = PURGED if acc is _ABSENT else acc
-                        if window[1] - 1 > watermark:  # the trigger's on_merge()
-                            register(window[1] - 1, (key, window))
+                if window is None:
+                    window = new(TimeWindow, (ts, end))
+                elif parts is not None:
+                    parts.sort()
+                    window = new(TimeWindow, (min(ts, parts[0][0]),
+                                              max(end, *[w[1] for w in parts])))
+                elif window[0] > ts or window[1] < end:  # the record grows the session
+                    parts = [window]
+                    window = new(TimeWindow, (min(ts, window[0]), max(end, window[1])))
                 max_ts = window[1] - 1
-                if max_ts + lateness <= watermark:
+                if max_ts + lateness <= watermark:  # (then it touched no live session)
                     if ts + lateness <= watermark:
                         late.append((value, ts))
-                    contents_of[key] = windows
                     continue
-                acc = windows.get(window, _ABSENT)
-                if acc is _ABSENT or acc is PURGED:
-                    acc = value if reduce else add(value, create())  # type: ignore[misc]
+                if parts is None:
+                    acc = windows.get(window, _ABSENT)
                 else:
-                    acc = add(acc, value) if reduce else add(value, acc)
+                    acc = _ABSENT
+                    for old in parts:
+                        part = windows[old]
+                        if part is not PURGED:
+                            acc = part if acc is _ABSENT else merge(acc, part)
+                # the record's own function, before anything changes: if it fails,
+                # no session has merged
+                if acc is _ABSENT or acc is PURGED:
+                    grown = value if reduce else add(
+                        value, create() if initial is _FRESH else initial)  # type: ignore[misc]
+                else:
+                    grown = add(acc, value) if reduce else add(value, acc)
                 slot = (key, window)
+                if parts is not None:  # merge: the trigger's clear() and on_merge()
+                    for old in parts:
+                        del windows[old]
+                        old_slot = (key, old)
+                        for time in (old[1] - 1, old[1] - 1 + lateness) if lateness else (
+                                old[1] - 1,):
+                            bucket = buckets.get(time)
+                            if bucket is not None:
+                                bucket.pop(old_slot, None)
+                    windows[window] = PURGED if acc is _ABSENT else acc
+                    contents_of[key] = windows
+                    if max_ts > watermark:
+                        register(max_ts, slot)
                 if max_ts <= watermark:  # a late record within the lateness: fire now
                     emitted = len(out)
                     try:
-                        self._finish(key, window, acc, out)
+                        self._finish(key, window, grown, out)
                     except Exception:
                         del out[emitted:]  # the record is in none of its windows
                         raise
                     out_ts.extend([max_ts] * (len(out) - emitted))
-                windows[window] = acc
-                if max_ts > watermark:
-                    register(max_ts, slot)
-                register(max_ts + lateness, slot)
+                windows[window] = grown
+                # a window that was there has its timers; a new one gets them, as the
+                # default trigger's on_element and the cleanup would register them
+                if acc is _ABSENT and parts is None:
+                    if max_ts > watermark:
+                        register(max_ts, slot)
+                    if lateness:
+                        register(max_ts + lateness, slot)
+                elif parts is not None and lateness:
+                    register(max_ts + lateness, slot)
                 contents_of[key] = windows
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
         await self._send(out, out_ts, dead, late)
+
+    async def on_watermark(self, timestamp: int) -> None:
+        """The general operator's firing with the default trigger written out: a
+        session fires at its max timestamp and goes at its cleanup time."""
+        if timestamp <= self.watermark:
+            return
+        self.watermark = timestamp
+        heap = self.event_timers.heap
+        buckets = self.event_timers.buckets
+        contents_of = self.contents
+        lateness = self.lateness_ms
+        plain = self.window_function is None and (self.kind == REDUCE or (
+            type(self.function).get_result is AggregateFunction.get_result))
+        new = tuple.__new__
+        out: list[Any] = []
+        out_ts: list[int] = []
+        dead: list[DeadLetter] = []
+        while heap and heap[0] <= timestamp:
+            time = heapq.heappop(heap)
+            slots = buckets.pop(time, None)
+            if not slots:
+                continue
+            for key, window in slots:
+                windows = contents_of.get(key)
+                acc = _ABSENT if windows is None else windows.get(window, _ABSENT)
+                if acc is _ABSENT:
+                    continue  # merged into another session, which has timers of its own
+                max_ts = window[1] - 1
+                if time == max_ts and acc is not PURGED:
+                    if plain:
+                        out.append(new(WindowResult, (key, window, acc)))
+                        out_ts.append(time)
+                    else:
+                        emitted = len(out)
+                        try:
+                            self._finish(key, window, acc, out)
+                        except Exception as exc:
+                            del out[emitted:]
+                            self._firing_failed(key, window, acc, time, exc, dead)
+                        out_ts.extend([time] * (len(out) - emitted))
+                if time == max_ts + lateness:
+                    del windows[window]  # type: ignore[union-attr]
+                    if not windows:
+                        del contents_of[key]
+        await self._send(out, out_ts, dead)
+        await Operator.on_watermark(self, timestamp)
