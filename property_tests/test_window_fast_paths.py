@@ -65,6 +65,28 @@ class CountSum(sl.AggregateFunction[tuple[int, int]]):
         return (a[0] + b[0], a[1] + b[1])
 
 
+class Collect(sl.AggregateFunction[list[str]]):
+    """A mutable accumulator that grows in place, failing as ``Concat`` does."""
+
+    def create_accumulator(self) -> list[str]:
+        return []
+
+    def add(self, value: Record, accumulator: list[str]) -> list[str]:
+        if value[0] == BAD:
+            raise ValueError("a bad record")
+        accumulator.append(value[0])
+        return accumulator
+
+    def merge(self, a: list[str], b: list[str]) -> list[str]:
+        return a + b
+
+    def get_result(self, accumulator: list[str]) -> str:
+        text = "".join(accumulator)
+        if text.endswith("YY"):
+            raise ValueError("a bad window")
+        return text
+
+
 def longest(a: Record, b: Record) -> Record:
     if b[0] == BAD:
         raise ValueError("a bad record")
@@ -110,7 +132,7 @@ def cases(draw: st.DrawFn) -> Case:
         back = draw(st.sampled_from([0, 0, 0, 1, 7, 29]))
         records.append((draw(st.sampled_from(tags)), draw(st.sampled_from(keys)), t - back))
     return Case(records, draw(st.booleans()), draw(st.integers(1, 24)), draw(st.integers(0, 29)),
-                draw(st.sampled_from(["concat", "count_sum", "count", "reduce"])),
+                draw(st.sampled_from(["concat", "collect", "count_sum", "count", "reduce"])),
                 draw(st.booleans()), draw(st.sampled_from([0, 0, 1, 5, 20])),
                 draw(st.sampled_from([0, 1, 5, 10])), draw(st.sampled_from([1, 2, 3, 7, 64])),
                 draw(st.sampled_from(["fail", "dead_letter"])), draw(st.booleans()))
@@ -138,7 +160,8 @@ def run(case: Case, backend: Any) -> tuple[Any, ...]:
     if case.function == "reduce":
         result = windowed.reduce(longest, wf, **options)
     else:
-        agg = {"concat": Concat, "count_sum": CountSum, "count": sl.agg.count}[case.function]
+        agg = {"concat": Concat, "collect": Collect, "count_sum": CountSum,
+               "count": sl.agg.count}[case.function]
         result = windowed.aggregate(agg(), wf, **options)
     outputs = result.process(Stamp()).collect()
     dead = (result.dead_letters().map(lambda d: (repr(d.value), str(d.error), d.timestamp))

@@ -1188,6 +1188,43 @@ def test_a_dead_lettered_record_does_not_merge_the_sessions_it_bridges(
         (0, 10, 1), (14, 24, 2), (30, 40, 4)]
 
 
+class Tags(sl.AggregateFunction[list[str]]):
+    """Collects the records' tags in place; a window holding ``bad`` fails to fire."""
+
+    def create_accumulator(self) -> list[str]:
+        return []
+
+    def add(self, value: Record, accumulator: list[str]) -> list[str]:
+        accumulator.append(value[2])
+        return accumulator
+
+    def merge(self, a: list[str], b: list[str]) -> list[str]:
+        return a + b
+
+    def get_result(self, accumulator: list[str]) -> str:
+        if "bad" in accumulator:
+            raise ValueError("a bad window")
+        return " ".join(accumulator)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("assigner", [Tumbling(10), Session(10)])
+def test_a_late_record_whose_firing_fails_leaves_an_in_place_accumulator_as_it_was(
+        mode: str, assigner: Any, tmp_path: Path) -> None:
+    # "bad" comes late, within the lateness: its window fires at once and fails,
+    # so the record is in none of its windows, although add() had appended it to
+    # the accumulator; the next late record's firing must not show it.
+    p = sl.Pipeline(batch_size=1, state_backend=backend_for(mode, tmp_path))
+    records = [("a", 0, "p"), ("a", 50, "q"), ("a", 5, "bad"), ("a", 6, "r")]
+    tags = windowed(keyed_records(p, records), assigner, mode).allowed_lateness(100).aggregate(
+        Tags(), name="tags", on_error="dead_letter")
+    out = tags.collect()
+    dead = tags.dead_letters().collect()
+    p.run()
+    assert [d.value for d in dead] == [("a", 5, "bad")]
+    assert [(r.window.start, r.value) for r in out] == [(0, "p"), (0, "p r"), (50, "q")]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_failing_window_function_names_the_operator_and_key(mode: str,
                                                               tmp_path: Path) -> None:

@@ -326,6 +326,7 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
         tctx = self._tctx
         tctx.key = key
         prepared = _ABSENT  # a merged window's new contents, computed before the merge
+        prepared_length = -1  # the length of its list, if an add appended in place
         if self.assigner.is_merging:
             window, parts = _merge_plan(windows[0], contents)
             if self._is_late(window):
@@ -336,6 +337,7 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                 for part in parts:
                     merged = self._merge_contents(merged, contents[part])
             if not self.keeps_elements:  # (appending a record cannot fail)
+                prepared_length = len(merged) if type(merged) is list else -1
                 prepared = self._add(merged, value, ts)  # when this fails, nothing changed
             if parts:
                 self._merge(key, window, parts, merged, contents)
@@ -349,9 +351,12 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                     continue
                 added = True
                 before = contents.get(window, _ABSENT)
-                undo.append((window, before, len(before) if type(before) is list else -1))
-                contents[window] = (self._add(before, value, ts) if prepared is _ABSENT
-                                    else prepared)
+                if prepared is _ABSENT:
+                    undo.append((window, before, len(before) if type(before) is list else -1))
+                    contents[window] = self._add(before, value, ts)
+                else:
+                    undo.append((window, before, prepared_length))
+                    contents[window] = prepared
                 tctx.window = window
                 result = self.trigger.on_element(value, ts, window, tctx)
                 self._apply(result, key, window, contents, out, out_ts)
@@ -642,17 +647,20 @@ class TumblingOperator(WindowOperator):
         if accs is None:
             accs = self.windows[t] = {}
             heapq.heappush(self.fired, t)
-        acc = accs.get(key, _ABSENT)
+        before = accs.get(key, _ABSENT)
+        length = len(before) if type(before) is list else -1
         if self.kind == REDUCE:
-            acc = value if acc is _ABSENT else self.function(acc, value)
+            acc = value if before is _ABSENT else self.function(before, value)
         else:
             acc = self.function.add(value, self.function.create_accumulator()
-                                    if acc is _ABSENT else acc)
+                                    if before is _ABSENT else before)
         emitted = len(out)
         try:
             self._finish(key, TimeWindow(t - self.size + 1, t + 1), acc, out)
         except Exception:
             del out[emitted:]  # the record is in none of its windows
+            if length >= 0:
+                del before[length:]  # (an add that appended in place)
             raise
         out_ts.extend([t] * (len(out) - emitted))
         accs[key] = acc
@@ -784,10 +792,12 @@ class SessionOperator(WindowOperator):
                             acc = part if acc is _ABSENT else merge(acc, part)
                 # the record's own function, before anything changes: if it fails,
                 # no session has merged
+                length = -1
                 if acc is _ABSENT or acc is PURGED:
                     grown = value if reduce else add(
                         value, create() if initial is _FRESH else initial)  # type: ignore[misc]
                 else:
+                    length = len(acc) if type(acc) is list else -1
                     grown = add(acc, value) if reduce else add(value, acc)
                 slot = (key, window)
                 if parts is not None:  # merge: the trigger's clear() and on_merge()
@@ -809,6 +819,8 @@ class SessionOperator(WindowOperator):
                         self._finish(key, window, grown, out)
                     except Exception:
                         del out[emitted:]  # the record is in none of its windows
+                        if length >= 0:
+                            del acc[length:]  # (an add that appended in place)
                         raise
                     out_ts.extend([max_ts] * (len(out) - emitted))
                 windows[window] = grown
