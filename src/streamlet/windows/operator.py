@@ -325,22 +325,14 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
             contents = {}
         tctx = self._tctx
         tctx.key = key
-        prepared = _ABSENT  # a merged window's new contents, computed before the merge
+        prepared = _ABSENT  # a session's new contents, computed before it merges
         prepared_length = -1  # the length of its list, if an add appended in place
         if self.assigner.is_merging:
             window, parts = _merge_plan(windows[0], contents)
             if self._is_late(window):
                 return False  # then it touches nothing: live windows are never late
-            merged = contents.get(window, _ABSENT)
-            if parts:
-                merged = _ABSENT
-                for part in parts:
-                    merged = self._merge_contents(merged, contents[part])
-            if not self.keeps_elements:  # (appending a record cannot fail)
-                prepared_length = len(merged) if type(merged) is list else -1
-                prepared = self._add(merged, value, ts)  # when this fails, nothing changed
-            if parts:
-                self._merge(key, window, parts, merged, contents)
+            prepared, prepared_length = self._merge_and_add(
+                key, window, parts, contents, value, ts)
             windows = [window]
         added = False
         undo: list[tuple[Any, Any, int]] = []
@@ -389,6 +381,25 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                 self.event_timers.register((key, window), cleanup)
             elif self.processing_timers.register((key, window), cleanup):
                 self.processing_timer_added(cleanup)
+
+    def _merge_and_add(self, key: Any, window: TimeWindow, parts: list[TimeWindow],
+                       contents: dict[Any, Any], value: Any, ts: int) -> tuple[Any, int]:
+        """Merge ``parts`` into the session ``window`` once the record's function
+        has run on the merged contents: if it fails, nothing has changed. Returns
+        the contents with the record (``_ABSENT`` for records kept as a list,
+        which the caller appends), and the list's length before an in-place add."""
+        merged = contents.get(window, _ABSENT)
+        if parts:
+            merged = _ABSENT
+            for part in parts:
+                merged = self._merge_contents(merged, contents[part])
+        prepared, length = _ABSENT, -1
+        if not self.keeps_elements:  # (appending a record cannot fail)
+            length = len(merged) if type(merged) is list else -1
+            prepared = self._add(merged, value, ts)
+        if parts:
+            self._merge(key, window, parts, merged, contents)
+        return prepared, length
 
     def _merge(self, key: Any, merged: TimeWindow, parts: list[TimeWindow], acc: Any,
                contents: dict[Any, Any]) -> None:
