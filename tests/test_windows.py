@@ -29,6 +29,7 @@ import streamlet as sl
 from streamlet.testing import ManualClock, TestSource, start
 from streamlet.windows import (
     ContinuousEventTimeTrigger,
+    ContinuousProcessingTimeTrigger,
     Count,
     CountEvictor,
     CountTrigger,
@@ -371,6 +372,65 @@ async def test_processing_time_windows_fire_by_the_clock() -> None:
         clock.advance_to(1_019)
         await job.settle()
         assert [(r.key, r.window.start, r.value) for r, _ in out[2:]] == [("a", 1_010, [4])]
+        src.end()
+        await job.finish()
+
+
+async def test_continuous_processing_time_trigger_fires_every_interval_and_at_the_end() -> None:
+    # Tumbling(10) event-time windows, fired by the clock every 4 ms (at multiples
+    # of 4) while they hold records, and last at the window's max timestamp, 9;
+    # the event-time end fires nothing more: the trigger is only the clock's.
+    clock = ManualClock(1)
+    p = sl.Pipeline(batch_size=1, clock=clock)
+    src = TestSource()
+    out = (p.from_source(src).key_by(lambda r: r[0]).window(Tumbling(10))
+           .trigger(ContinuousProcessingTimeTrigger(timedelta(milliseconds=4)))
+           .aggregate(sl.agg.collect_list(1)).process(Stamp())).collect()
+    async with start(p, src) as job:
+        src.add(("a", 1), timestamp=2)
+        await job.settle()
+        clock.advance_to(3)
+        await job.settle()
+        assert list(out) == []
+        clock.advance_to(4)
+        await job.settle()
+        src.add(("a", 2), timestamp=5)
+        await job.settle()
+        clock.advance_to(8)
+        await job.settle()
+        clock.advance_to(9)  # capped at the max timestamp, then no more
+        await job.settle()
+        clock.advance_to(40)
+        await job.settle()
+        assert [(r.window.start, r.value, ts) for r, ts in out] == [
+            (0, [1], 9), (0, [1, 2], 9), (0, [1, 2], 9)]
+        assert clock.next_due() is None
+        src.end()
+        await job.finish()
+    assert len(out) == 3
+
+
+async def test_continuous_processing_time_trigger_on_a_global_window_fires_forever() -> None:
+    clock = ManualClock(0)
+    p = sl.Pipeline(batch_size=1, clock=clock)
+    src = TestSource()
+    out = (p.from_source(src).key_by(lambda r: r[0]).window(Global())
+           .trigger(ContinuousProcessingTimeTrigger(10))
+           .aggregate(sl.agg.sum(1))).collect()
+    async with start(p, src) as job:
+        src.add(("a", 1))
+        src.add(("b", 5))
+        await job.settle()
+        clock.advance_to(10)
+        await job.settle()
+        src.add(("a", 2))
+        await job.settle()
+        clock.advance_to(20)
+        await job.settle()
+        clock.advance_to(30)
+        await job.settle()
+        assert [(r.key, r.value) for r in out] == [
+            ("a", 1), ("b", 5), ("a", 3), ("b", 5), ("a", 3), ("b", 5)]
         src.end()
         await job.finish()
 
@@ -1020,6 +1080,7 @@ class NoMerge(Trigger):
     (NoMerge(), "NoMerge()"),
     (PurgingTrigger(NoMerge()), "PurgingTrigger(NoMerge())"),
     (ContinuousEventTimeTrigger(5), "ContinuousEventTimeTrigger(5)"),
+    (ContinuousProcessingTimeTrigger(5), "ContinuousProcessingTimeTrigger(5)"),
 ])
 def test_a_trigger_that_cannot_merge_is_refused_on_session_windows(trigger: Trigger,
                                                                    shown: str) -> None:
@@ -1062,6 +1123,7 @@ def test_merging_triggers_are_accepted_on_session_windows() -> None:
     (lambda: CountTrigger(0), "CountTrigger needs a positive int, got 0"),
     (lambda: ContinuousEventTimeTrigger(0), "interval must be positive"),
     (lambda: ContinuousEventTimeTrigger(-1), "interval must not be negative"),
+    (lambda: ContinuousProcessingTimeTrigger(0), "interval must be positive"),
     (lambda: CountEvictor(0), "CountEvictor needs a positive int, got 0"),
     (lambda: CountEvictor("2"), "CountEvictor needs a positive int, got '2'"),
     (lambda: TimeEvictor(-1), "TimeEvictor size must not be negative, got -1"),

@@ -14,6 +14,7 @@ from .evictors import Evictor as Evictor
 from .evictors import TimeEvictor as TimeEvictor
 from .operator import WindowResult as WindowResult
 from .triggers import ContinuousEventTimeTrigger as ContinuousEventTimeTrigger
+from .triggers import ContinuousProcessingTimeTrigger as ContinuousProcessingTimeTrigger
 from .triggers import CountTrigger as CountTrigger
 from .triggers import EventTimeTrigger as EventTimeTrigger
 from .triggers import NeverTrigger as NeverTrigger
@@ -24,8 +25,9 @@ from .triggers import TriggerContext as TriggerContext
 from .triggers import TriggerResult as TriggerResult
 
 __all__ = [
-    "ContinuousEventTimeTrigger", "Count", "CountEvictor", "CountTrigger", "EventTimeTrigger",
-    "Evictor", "Global", "GlobalWindow", "NeverTrigger", "ProcessingTimeTrigger",
-    "PurgingTrigger", "Session", "Sliding", "TimeEvictor", "TimeWindow", "Trigger",
-    "TriggerContext", "TriggerResult", "Tumbling", "WindowAssigner", "WindowResult",
+    "ContinuousEventTimeTrigger", "ContinuousProcessingTimeTrigger", "Count", "CountEvictor",
+    "CountTrigger", "EventTimeTrigger", "Evictor", "Global", "GlobalWindow", "NeverTrigger",
+    "ProcessingTimeTrigger", "PurgingTrigger", "Session", "Sliding", "TimeEvictor",
+    "TimeWindow", "Trigger", "TriggerContext", "TriggerResult", "Tumbling", "WindowAssigner",
+    "WindowResult",
 ]

@@ -203,6 +203,46 @@ class ContinuousEventTimeTrigger(Trigger):
         return f"ContinuousEventTimeTrigger({self.interval})"
 
 
+class ContinuousProcessingTimeTrigger(Trigger):
+    """Fire every ``interval`` of processing time while the window holds records,
+    at multiples of ``interval`` on the job's clock, and last at the window's
+    max timestamp (on ``Global()`` windows: forever), as Flink's does."""
+
+    def __init__(self, interval: timedelta | int) -> None:
+        self.interval = to_millis(interval, "interval")
+        if self.interval <= 0:
+            raise StreamletConfigError("interval must be positive")
+
+    def on_element(self, value: Any, timestamp: int, window: Any,
+                   ctx: TriggerContext) -> TriggerResult:
+        if ctx.get_state("next") is None:
+            now = ctx.current_processing_time()
+            self._register_next(now - now % self.interval, window, ctx)
+        return CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        if ctx.get_state("next") != time:
+            return CONTINUE
+        ctx.set_state("next", None)
+        if time < window.max_timestamp:
+            self._register_next(time, window, ctx)
+        return FIRE
+
+    def _register_next(self, time: int, window: Any, ctx: TriggerContext) -> None:
+        next_fire = min(time + self.interval, window.max_timestamp)
+        ctx.set_state("next", next_fire)
+        ctx.register_processing_time_timer(next_fire)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        next_fire = ctx.get_state("next")
+        if next_fire is not None:
+            ctx.delete_processing_time_timer(next_fire)
+        ctx.set_state("next", None)
+
+    def __repr__(self) -> str:
+        return f"ContinuousProcessingTimeTrigger({self.interval})"
+
+
 class PurgingTrigger(Trigger):
     """Turns every FIRE of the wrapped trigger into FIRE_AND_PURGE."""
 
