@@ -1079,8 +1079,6 @@ class NoMerge(Trigger):
 @pytest.mark.parametrize(("trigger", "shown"), [
     (NoMerge(), "NoMerge()"),
     (PurgingTrigger(NoMerge()), "PurgingTrigger(NoMerge())"),
-    (ContinuousEventTimeTrigger(5), "ContinuousEventTimeTrigger(5)"),
-    (ContinuousProcessingTimeTrigger(5), "ContinuousProcessingTimeTrigger(5)"),
 ])
 def test_a_trigger_that_cannot_merge_is_refused_on_session_windows(trigger: Trigger,
                                                                    shown: str) -> None:
@@ -1098,8 +1096,31 @@ def test_merging_triggers_are_accepted_on_session_windows() -> None:
     p = sl.Pipeline()
     keyed = p.from_iterable([1]).assign_timestamps(lambda v: v, MONO).key_by(lambda v: v)
     for trigger in (EventTimeTrigger(), CountTrigger(2), PurgingTrigger(CountTrigger(2)),
-                    NeverTrigger()):
+                    NeverTrigger(), ContinuousEventTimeTrigger(5),
+                    ContinuousProcessingTimeTrigger(5)):
         keyed.window(Session(10)).trigger(trigger).reduce(lambda a, b: a)
+
+
+@pytest.mark.parametrize("mode", ["general", "sqlite"])
+def test_continuous_event_time_trigger_on_merging_sessions(mode: str, tmp_path: Path) -> None:
+    # [1, 11) fires next at 5; the record at 8 grows it to [1, 18), which keeps
+    # the earlier of the merged windows' next firings (5, as Flink's Min) and
+    # fires every 5 ms from there, then at its max timestamp 17. The old
+    # window's timers (5, 10) fire nothing.
+    records = [("a", 1, 1), ("a", 8, 2), ("a", 20, 4)]
+    out = run(records, lambda k: k.window(Session(10)).trigger(ContinuousEventTimeTrigger(5))
+              .reduce(add).process(Stamp()), state_backend=backend_for(mode, tmp_path))
+    assert [(r.window.start, r.window.end, r.value[2], ts) for r, ts in out] == [
+        (1, 18, 3, 17), (1, 18, 3, 17), (1, 18, 3, 17), (1, 18, 3, 17),
+        (20, 30, 4, 29), (20, 30, 4, 29)]
+
+
+def test_count_trigger_and_continuous_state_merge_their_own_way() -> None:
+    # Counts add up; the next firing of continuous triggers is the earlier one.
+    assert CountTrigger(3).merge_state("count", 1, 1) == 2
+    assert ContinuousEventTimeTrigger(5).merge_state("next", 10, 5) == 5
+    assert ContinuousProcessingTimeTrigger(5).merge_state("next", 10, 15) == 10
+    assert PurgingTrigger(ContinuousEventTimeTrigger(5)).merge_state("next", 10, 5) == 5
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -407,19 +407,21 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
         ``acc``, as Flink's merging window set does: their trigger state is
         combined, the trigger clears them and is told of the merge."""
         tctx = self._tctx
-        counts: dict[str, Any] = {}
+        trigger = self.trigger
+        combined: dict[str, Any] = {}
         for w in parts:
             del contents[w]
-            old_state = self.trigger_state.pop((key, w), None) or {}
-            for name, value in old_state.items():
-                counts[name] = counts.get(name, 0) + value if isinstance(value, int) else value
+            for name, value in (self.trigger_state.get((key, w)) or {}).items():
+                combined[name] = (trigger.merge_state(name, combined[name], value)
+                                  if name in combined else value)
             tctx.window = w
-            self.trigger.clear(w, tctx)
+            trigger.clear(w, tctx)  # with its own state still there, to find its timers
+            self.trigger_state.pop((key, w), None)
             self.event_timers.delete((key, w), self._cleanup_time(w))
             self.processing_timers.delete((key, w), self._cleanup_time(w))
         contents[merged] = PURGED if acc is _ABSENT else acc
-        if counts:
-            self.trigger_state[(key, merged)] = counts
+        if combined:
+            self.trigger_state[(key, merged)] = combined
         tctx.window = merged
         self.trigger.on_merge(merged, tctx)
 

@@ -74,6 +74,15 @@ class Trigger:
     def can_merge(self) -> bool:
         return False
 
+    def merge_state(self, name: str, a: Any, b: Any) -> Any:
+        """Combine the values two merging windows kept under ``name``; the merged
+        window's state holds the result when ``on_merge`` runs (Flink's
+        ``mergePartitionedState``). By default ints add up (counts) and any
+        other value is the later window's."""
+        if isinstance(a, int) and isinstance(b, int):
+            return a + b
+        return b
+
     def on_merge(self, window: Any, ctx: TriggerContext) -> None:
         raise StreamletConfigError(f"{type(self).__name__} cannot be used with merging windows")
 
@@ -154,7 +163,7 @@ class CountTrigger(Trigger):
         return True
 
     def on_merge(self, window: Any, ctx: TriggerContext) -> None:
-        return None  # the operator adds the merged windows' counts (see merge_state)
+        return None  # merge_state has added the merged windows' counts
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         ctx.set_state("count", None)
@@ -191,6 +200,19 @@ class ContinuousEventTimeTrigger(Trigger):
             ctx.register_event_time_timer(time + self.interval)
             return FIRE
         return CONTINUE
+
+    def can_merge(self) -> bool:
+        return True
+
+    def merge_state(self, name: str, a: Any, b: Any) -> Any:
+        return min(a, b)  # the earliest next firing of the merged windows
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        next_fire = ctx.get_state("next")
+        if next_fire is not None:
+            ctx.register_event_time_timer(next_fire)
+        if window.max_timestamp > ctx.current_watermark():
+            ctx.register_event_time_timer(window.max_timestamp)
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         next_fire = ctx.get_state("next")
@@ -233,6 +255,17 @@ class ContinuousProcessingTimeTrigger(Trigger):
         ctx.set_state("next", next_fire)
         ctx.register_processing_time_timer(next_fire)
 
+    def can_merge(self) -> bool:
+        return True
+
+    def merge_state(self, name: str, a: Any, b: Any) -> Any:
+        return min(a, b)
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        next_fire = ctx.get_state("next")
+        if next_fire is not None:
+            ctx.register_processing_time_timer(next_fire)
+
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         next_fire = ctx.get_state("next")
         if next_fire is not None:
@@ -265,6 +298,9 @@ class PurgingTrigger(Trigger):
 
     def can_merge(self) -> bool:
         return self.inner.can_merge()
+
+    def merge_state(self, name: str, a: Any, b: Any) -> Any:
+        return self.inner.merge_state(name, a, b)
 
     def on_merge(self, window: Any, ctx: TriggerContext) -> None:
         self.inner.on_merge(window, ctx)
