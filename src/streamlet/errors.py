@@ -9,6 +9,7 @@
     │                                           or a record without one in event time
     ├── StateAccessError (RuntimeError)         keyed state used where there is no current key
     ├── SourceError                             a source failed while reading; the cause is chained
+    ├── CheckpointError                         a checkpoint that cannot be written, read or used
     └── UserFunctionError                       a user function raised; the cause is chained
         └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
 
@@ -74,6 +75,11 @@ class StateAccessError(StreamletError, RuntimeError):
             f"keyed state {state!r} was used outside a keyed context: keyed state is scoped "
             "to the current key, so it can only be used inside process() or on_timer() of a "
             "function running on a keyed stream (after key_by)")
+
+
+class CheckpointError(StreamletError):
+    """A checkpoint that cannot be written, read or restored; the message says
+    which one, where it is stored, and what went wrong."""
 
 
 class SourceError(StreamletError):
