@@ -4,6 +4,12 @@
 and runs the ``Pipeline`` named by the attribute (or returned by it, when it
 is a function). Ctrl-C cancels the job cleanly: every task is cancelled and
 every source and sink closed before the command exits with status 130.
+
+``streamlet checkpoints list STORAGE`` prints a line per checkpoint in a
+checkpoint storage (a ``sqlite:///`` or ``file:///`` URL, or a path), and
+``streamlet checkpoints show STORAGE ID`` one checkpoint's manifest, after
+verifying its checksum. A bad URL or an unknown id exits with status 2, a
+damaged checkpoint with 1.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ._pipeline import Pipeline
-from .errors import StreamletError
+from .errors import CheckpointError, StreamletConfigError, StreamletError
+from .state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_storage
 
 
 class CliError(StreamletError):
@@ -66,11 +74,113 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("target", help="module:attribute or path/to/file.py:attribute")
     plan = commands.add_parser("plan", help="print the tasks and channels a pipeline runs as")
     plan.add_argument("target", help="module:attribute or path/to/file.py:attribute")
+    checkpoints = commands.add_parser("checkpoints", help="list and inspect stored checkpoints")
+    actions = checkpoints.add_subparsers(dest="action", required=True)
+    storage_help = ("sqlite:///relative.db, sqlite:////absolute.db, file:///dir, or a path "
+                    "(ending in .db: a SQLite file, else a directory)")
+    listing = actions.add_parser("list", help="one line per checkpoint: job, id, kind, time, "
+                                 "size")
+    listing.add_argument("storage", help=storage_help)
+    listing.add_argument("--job", help="only this job's checkpoints")
+    show = actions.add_parser("show", help="one checkpoint's manifest, checksum verified")
+    show.add_argument("storage", help=storage_help)
+    show.add_argument("id", type=int, help="the checkpoint id")
+    show.add_argument("--job", help="the job, when several have a checkpoint with this id")
     return parser
+
+
+class _UsageError(CliError):
+    """A storage or checkpoint that is not there: exit status 2, like a bad argument."""
+
+
+def _utc(ms: int) -> str:
+    """ISO 8601 in UTC, to the millisecond, computed exactly (no float seconds)."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _open(url: str) -> CheckpointStorage:
+    try:
+        storage = open_storage(url)
+    except StreamletConfigError as exc:
+        raise _UsageError(str(exc)) from None
+    if not storage.path.exists():
+        raise _UsageError(f"no checkpoint storage at {storage.path} (from {url!r}): nothing "
+                          "is there")
+    return storage
+
+
+def _list_checkpoints(storage: CheckpointStorage, job: str | None) -> int:
+    infos = storage.list(job)
+    if not infos:
+        print(f"streamlet: no checkpoints{f' of job {job!r}' if job else ''} in {storage.url}",
+              file=sys.stderr)
+        return 0
+    rows = [(info.job, str(info.checkpoint_id), info.kind, _utc(info.taken_at),
+             f"{info.size} bytes") for info in infos]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  "
+              f"{row[3]}  {row[4]:>{widths[4]}}")
+    return 0
+
+
+def _find(storage: CheckpointStorage, checkpoint_id: int, job: str | None) -> CheckpointInfo:
+    found = [info for info in storage.list(job) if info.checkpoint_id == checkpoint_id]
+    if len(found) > 1:
+        jobs = ", ".join(repr(info.job) for info in found)
+        raise _UsageError(f"checkpoint {checkpoint_id} exists for jobs {jobs} in "
+                          f"{storage.url}: pass --job NAME")
+    if not found:
+        of_job = f" of job {job!r}" if job else ""
+        ids = sorted({info.checkpoint_id for info in storage.list(job)})
+        there = f"its ids are {', '.join(map(str, ids))}" if ids else "it has none"
+        raise _UsageError(f"no checkpoint {checkpoint_id}{of_job} in {storage.url}; {there} "
+                          "(streamlet checkpoints list shows them)")
+    return found[0]
+
+
+def _show_checkpoint(storage: CheckpointStorage, checkpoint_id: int, job: str | None) -> int:
+    info = _find(storage, checkpoint_id, job)
+    print(f"{info.kind} {info.checkpoint_id} of job {info.job!r}")
+    print(f"taken at  {_utc(info.taken_at)}")
+    print(f"location  {info.location}")
+    print(f"size      {info.size} bytes")
+    try:
+        snapshot = storage.read(info.job, info.checkpoint_id)
+    except CheckpointError as exc:
+        for name, size in info.operator_sizes.items():
+            print(f"  operator {name!r}: {size} bytes")
+        print(f"streamlet: {exc}", file=sys.stderr)
+        return 1
+    print(f"max parallelism {snapshot.max_parallelism}; checksum verified")
+    print(f"operators ({len(snapshot.operators)}):")
+    width = max((len(repr(name)) for name in snapshot.operators), default=0)
+    for name, state in snapshot.operators.items():
+        groups = len(state.key_groups)
+        print(f"  {name!r:<{width}}  {info.operator_sizes[name]} bytes  {groups} key "
+              f"group{'' if groups == 1 else 's'}  (meta {len(state.meta)} bytes)")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    try:
+        with _open(args.storage) as storage:
+            if args.action == "list":
+                return _list_checkpoints(storage, args.job)
+            return _show_checkpoint(storage, args.id, args.job)
+    except _UsageError as exc:
+        print(f"streamlet: {exc}", file=sys.stderr)
+        return 2
+    except StreamletError as exc:
+        print(f"streamlet: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "checkpoints":
+        return _checkpoints(args)
     try:
         pipeline = load_pipeline(args.target)
         if args.command == "plan":
