@@ -11,7 +11,8 @@ import pytest
 import streamlet as sl
 
 PUBLIC = {
-    "DEAD_LETTER", "AggregateFunction", "AggregatingState", "ChannelStatistics", "Clock",
+    "DEAD_LETTER", "AggregateFunction", "AggregatingState", "ChannelStatistics",
+    "CheckpointError", "Checkpointing", "Clock",
     "CoProcessFunction", "Collected", "ConnectedStreams", "Context", "DeadLetter",
     "InvalidKeyError", "InvalidTimestampError", "JobResult", "KeyedProcessFunction",
     "KeyedStream", "ListState", "MapState", "OperatorTimeoutError", "Pipeline",
@@ -22,7 +23,7 @@ PUBLIC = {
 }
 
 # Names API.md uses that later work adds; each leaves this set when it lands.
-NOT_YET_BUILT = {"Checkpointing"}
+NOT_YET_BUILT: set[str] = set()
 
 API_MD = Path(__file__).resolve().parents[2] / "shared" / "API.md"
 

@@ -25,6 +25,7 @@ from ._stream import Sink as Sink
 from ._stream import Stream as Stream
 from ._stream import WindowedStream as WindowedStream
 from .core.channels import ChannelStatistics as ChannelStatistics
+from .core.checkpoints import Checkpointing as Checkpointing
 from .core.functions import operator as operator
 from .core.functions_process import Context as Context
 from .core.functions_process import CoProcessFunction as CoProcessFunction
@@ -33,6 +34,7 @@ from .core.functions_process import ProcessFunction as ProcessFunction
 from .core.graph import DEAD_LETTER as DEAD_LETTER
 from .core.operator import DeadLetter as DeadLetter
 from .core.runtime import JobResult as JobResult
+from .errors import CheckpointError as CheckpointError
 from .errors import InvalidKeyError as InvalidKeyError
 from .errors import InvalidTimestampError as InvalidTimestampError
 from .errors import OperatorTimeoutError as OperatorTimeoutError
@@ -59,6 +61,8 @@ __all__ = [
     "AggregateFunction",
     "AggregatingState",
     "ChannelStatistics",
+    "CheckpointError",
+    "Checkpointing",
     "Clock",
     "CoProcessFunction",
     "Collected",

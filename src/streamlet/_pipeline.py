@@ -10,6 +10,7 @@ from typing import Any
 
 from ._stream import Stream
 from .connectors.collections import AsyncIterableReader, IterableReader
+from .core.checkpoints import Checkpointing
 from .core.graph import Graph
 from .core.plan import Plan, compile_graph
 from .core.runtime import Job, JobResult, RuntimeOptions
@@ -39,8 +40,12 @@ class _Settings:
     scheduling_seed: int
     clock: Clock
     state_backend: StateBackendFactory
+    checkpointing: Checkpointing | None = None
 
     def __post_init__(self) -> None:
+        if self.checkpointing is not None and not isinstance(self.checkpointing, Checkpointing):
+            raise StreamletConfigError(
+                f"checkpointing must be sl.Checkpointing(...), not {self.checkpointing!r}")
         _positive_int(self.workers, "workers")
         if self.workers != 1:
             raise StreamletConfigError(
@@ -72,18 +77,23 @@ class Pipeline:
     ``clock`` is the one source of processing time (``streamlet.testing.ManualClock``
     in tests); ``state_backend`` holds keyed state (in memory by default, or
     ``sl.SQLiteState(directory)`` for state larger than memory).
+    ``checkpointing=sl.Checkpointing(...)`` makes state exactly-once: the job
+    checkpoints as it runs and, started again, resumes from its latest
+    checkpoint (docs/checkpoints.md).
     """
 
     def __init__(self, name: str = "pipeline", *, workers: int = 1, batch_size: int = 1024,
                  channel_capacity: int = 8, max_parallelism: int = DEFAULT_MAX_PARALLELISM,
                  scheduling_seed: int = 0, clock: Clock | None = None,
-                 state_backend: StateBackendFactory | None = None) -> None:
+                 state_backend: StateBackendFactory | None = None,
+                 checkpointing: Checkpointing | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise StreamletConfigError(f"a pipeline name is a non-empty str, not {name!r}")
         self.name = name
         self.settings = _Settings(workers, batch_size, channel_capacity, max_parallelism,
                                   scheduling_seed, clock if clock is not None else SystemClock(),
-                                  state_backend if state_backend is not None else memory_backend)
+                                  state_backend if state_backend is not None else memory_backend,
+                                  checkpointing)
         self.graph = Graph()
 
     def __repr__(self) -> str:
@@ -141,7 +151,7 @@ class Pipeline:
     def _options(self) -> RuntimeOptions:
         s = self.settings
         return RuntimeOptions(s.batch_size, s.channel_capacity, s.max_parallelism,
-                              s.scheduling_seed, s.clock)
+                              s.scheduling_seed, s.clock, self.name, s.checkpointing)
 
     async def run_async(self) -> JobResult:
         """Run inside a running event loop until every bounded input has ended.

@@ -7,10 +7,12 @@ through a hash edge, which is what makes the keyed operators available.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .connectors.files import FileSink
 from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
 from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
@@ -34,6 +36,7 @@ from .core.stateless import (
     _UserOperator,
 )
 from .core.timestamps import AssignTimestampsOperator
+from .core.two_phase import TwoPhaseCommitOperator, TwoPhaseCommitSink
 from .errors import StreamletConfigError
 from .state.backend import memory_backend
 from .state.descriptors import AggregateFunction
@@ -459,10 +462,39 @@ class Stream(_Outputs):
 
     # -- sinks -----------------------------------------------------------------------
 
-    def sink(self, fn: Callable[[Any], Any], *, name: str | None = None,
-             on_error: str | None = None) -> Sink:
-        """Call ``fn(value)`` for every record; ``fn`` may be sync or async."""
+    def sink(self, fn: Callable[[Any], Any] | TwoPhaseCommitSink[Any], *,
+             name: str | None = None, on_error: str | None = None) -> Sink:
+        """Call ``fn(value)`` for every record; ``fn`` may be sync or async. Such a
+        sink is at-least-once: after a restore it sees again the records that came
+        after the checkpoint. A ``TwoPhaseCommitSink`` is exactly-once."""
+        if isinstance(fn, TwoPhaseCommitSink):
+            if on_error is not None:
+                raise StreamletConfigError(
+                    "on_error= does not apply to a TwoPhaseCommitSink: a record it cannot "
+                    "write fails the job, since its transaction cannot be committed in part")
+            sink = fn
+            return self._two_phase_node(lambda node_name: sink, name, "two_phase_sink")
         return Sink(self._pipeline, self._user_node("sink", fn, name, on_error))
+
+    def to_files(self, directory: str | os.PathLike[str], *, format: str = "jsonl",
+                 name: str | None = None) -> Sink:
+        """Write every record to part files in ``directory``, exactly once with
+        checkpointing on: committed part files are ``part-<n>.<format>``; files
+        still being written or waiting for their checkpoint start with ``.``.
+        ``format`` is ``"jsonl"`` (one JSON value per line) or ``"text"``."""
+        FileSink(directory, format, "to_files")  # check the arguments now
+        return self._two_phase_node(lambda node_name: FileSink(directory, format, node_name),
+                                    name, "to_files")
+
+    def _two_phase_node(self, make_sink: Callable[[str], TwoPhaseCommitSink[Any]],
+                        name: str | None, default: str) -> Sink:
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name, default)
+
+        def make() -> Operator:
+            return TwoPhaseCommitOperator(node_name, make_sink(node_name))
+        node = graph.add("sink", node_name, [self._input()], make_operator=make)
+        return Sink(self._pipeline, node)
 
     def collect(self, *, name: str | None = None) -> Collected:
         """A list that the run fills with every value of this stream."""

@@ -221,6 +221,7 @@ class _TestReader(SourceReader):
         self.name = name
         self._source = source
         self._batch_size = batch_size
+        self._position = 0
 
     async def next_batch(self) -> Batch | Watermark | None:
         source = self._source
@@ -243,7 +244,15 @@ class _TestReader(SourceReader):
             values.append(value)
             stamps.append(ts)
         timestamps = None if all(t is None for t in stamps) else stamps
+        self._position += len(values)
         return Batch(values, None, timestamps)
+
+    def position(self) -> int:
+        """How many records it has delivered; the test feeds the rest after a restore."""
+        return self._position
+
+    def seek(self, position: Any) -> None:
+        self._position = position
 
 
 class TestSource(Source):
@@ -311,6 +320,22 @@ class RunningJob:
     async def finish(self) -> None:
         """Wait for the job to end (after every TestSource was ended)."""
         await self.task
+
+    async def checkpoint(self, kind: str = "checkpoint") -> int:
+        """Take a checkpoint now (the pipeline needs ``checkpointing=``) and wait
+        until it is durable; its id."""
+        await self.job.running.wait()
+        coordinator = self.job.coordinator
+        if coordinator is None:
+            raise StreamletConfigError(
+                "checkpoint(): the pipeline has no checkpointing; "
+                "give it Pipeline(checkpointing=sl.Checkpointing(...))")
+        return await coordinator.trigger(kind)
+
+    @property
+    def restored_from(self) -> int | None:
+        """The checkpoint the job resumed from, if any."""
+        return self.job.restored_from
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from typing import Any
 
 from streamlet.core.batch import Batch
 from streamlet.core.source import SourceReader
-from streamlet.errors import SourceError
+from streamlet.errors import CheckpointError, SourceError
 
 
 def _after(count: int) -> str:
@@ -59,6 +59,27 @@ class IterableReader(SourceReader):
             return None
         self._position = start + len(values)
         return Batch(values)
+
+    def position(self) -> int:
+        return self._position
+
+    def seek(self, position: Any) -> None:
+        """Skip the first ``position`` records: the iterable must give the same
+        records in the same order as in the run that took the checkpoint."""
+        if self._list is None:
+            self._iterator = iter(self._source)
+            skipped = sum(1 for _ in islice(self._iterator, position))
+            if skipped < position:
+                raise CheckpointError(
+                    f"source {self.name!r} resumes after {position} records, but its "
+                    f"iterable has only {skipped}: give it the same records as the run "
+                    "that took the checkpoint")
+        elif position > len(self._list):
+            raise CheckpointError(
+                f"source {self.name!r} resumes after {position} records, but its list has "
+                f"only {len(self._list)}: give it the same records as the run that took "
+                "the checkpoint")
+        self._position = position
 
     async def close(self) -> None:
         # a generator's finally blocks run now, not whenever it is collected

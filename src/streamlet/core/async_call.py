@@ -224,6 +224,15 @@ class AsyncCallOperator(Operator):
         else:
             self._enqueue_marker(_Marker(functools.partial(Operator.on_watermark, self, timestamp)))
 
+    async def on_barrier(self, checkpoint_id: int) -> None:
+        """In order with the results: those of records before the barrier go out
+        first (the calls in flight are drained, not snapshotted), then the barrier."""
+        if self._emitter is None:
+            await super().on_barrier(checkpoint_id)
+        else:
+            self._enqueue_marker(_Marker(functools.partial(
+                Operator.on_barrier, self, checkpoint_id)))
+
     async def on_status(self, idle: bool) -> None:
         if self._emitter is None:
             await super().on_status(idle)

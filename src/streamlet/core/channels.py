@@ -21,6 +21,7 @@ from .control import (
     END_OF_INPUT,
     IDLE,
     MIN_WATERMARK,
+    Barrier,
     Watermark,
     WatermarkStatus,
 )
@@ -124,6 +125,9 @@ class ChannelOutput(Output):
     async def end(self) -> None:
         await self.channel.send(END_OF_INPUT)
 
+    async def barrier(self, checkpoint_id: int) -> None:
+        await self.channel.send(Barrier(checkpoint_id))
+
 
 class InputGate:
     """A task's inputs, read as one stream of batches and control elements.
@@ -156,6 +160,8 @@ class InputGate:
         self.idle = False
         self.last_input = 0  # which input the last batch came from
         self._pending: deque[Any] = deque()
+        self._blocked: set[int] = set()  # inputs that delivered the barrier being aligned
+        self._aligning: Barrier | None = None
         for channel in channels:
             channel.gate = self
 
@@ -166,17 +172,19 @@ class InputGate:
 
     def _pick(self) -> Channel | None:
         open_channels = self._open
-        if len(open_channels) == 1:
+        if len(open_channels) == 1 and not self._blocked:
             channel = open_channels[0]
             return channel if channel.ready() else None
-        ready = [c for c in open_channels if c.ready()]
+        blocked = self._blocked
+        ready = [c for c in open_channels if c.ready() and id(c) not in blocked]
         if not ready:
             return None
         return ready[0] if len(ready) == 1 else self._rng.choice(ready)
 
     async def receive(self) -> Any:
-        """The next batch, combined watermark or status, ``MAIL`` when the
-        task's mailbox has work, or ``END_OF_INPUT`` once all inputs ended."""
+        """The next batch, combined watermark or status, an aligned ``Barrier``,
+        ``MAIL`` when the task's mailbox has work, or ``END_OF_INPUT`` once all
+        inputs ended."""
         pending = self._pending
         while True:
             if self._mail:
@@ -189,9 +197,19 @@ class InputGate:
                 if type(item) is Batch:
                     self.last_input = self._index[id(channel)]
                     return item
-                self._control(self._index[id(channel)], item)
-                if item is END_OF_INPUT:
-                    self._open.remove(channel)
+                if type(item) is Barrier:
+                    if len(self._open) == 1:
+                        return item
+                    self._blocked.add(id(channel))  # aligned: read it again after the barrier
+                    self._aligning = item
+                else:
+                    self._control(self._index[id(channel)], item)
+                    if item is END_OF_INPUT:
+                        self._open.remove(channel)
+                        self._blocked.discard(id(channel))
+                aligned = self._aligned()
+                if aligned is not None:
+                    return aligned
                 continue
             if not self._open:
                 return END_OF_INPUT
@@ -200,6 +218,17 @@ class InputGate:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    def _aligned(self) -> Barrier | None:
+        """The barrier, once every open input has delivered it (Flink's aligned
+        checkpoints: an input that has passed the barrier is not read until then,
+        so that nothing after the barrier reaches the snapshot)."""
+        barrier = self._aligning
+        if barrier is None or len(self._blocked) < len(self._open):
+            return None
+        self._aligning = None
+        self._blocked.clear()
+        return barrier
 
     def _control(self, index: int, item: Any) -> None:
         if type(item) is Watermark:

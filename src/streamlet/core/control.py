@@ -59,3 +59,17 @@ class WatermarkStatus:
 
 IDLE: Final = WatermarkStatus(True)
 ACTIVE: Final = WatermarkStatus(False)
+
+
+class Barrier:
+    """Checkpoint ``checkpoint_id``: everything before it is in the snapshot,
+    nothing after it. Sources emit it between batches; a task with several
+    inputs holds each input at its barrier until every input has delivered it."""
+
+    __slots__ = ("checkpoint_id",)
+
+    def __init__(self, checkpoint_id: int) -> None:
+        self.checkpoint_id = checkpoint_id
+
+    def __repr__(self) -> str:
+        return f"Barrier({self.checkpoint_id})"

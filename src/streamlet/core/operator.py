@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from streamlet.errors import StreamletConfigError, StreamletError, UserFunctionError
+from streamlet.state.snapshots import OperatorState
 from streamlet.time.clock import Clock, TimerHandle
 
 from .batch import Batch
@@ -37,6 +38,9 @@ class Output:
     async def end(self) -> None:
         raise NotImplementedError
 
+    async def barrier(self, checkpoint_id: int) -> None:
+        raise NotImplementedError
+
 
 class Discard(Output):
     """The output of a sink, or of a side output nobody reads."""
@@ -53,11 +57,14 @@ class Discard(Output):
     async def end(self) -> None:
         return None
 
+    async def barrier(self, checkpoint_id: int) -> None:
+        return None
+
 
 class Chained(Output):
     """Function-to-function call into the next operator of the chain."""
 
-    __slots__ = ("end", "push", "status", "watermark")
+    __slots__ = ("barrier", "end", "push", "status", "watermark")
 
     def __init__(self, operator: Operator) -> None:
         # bound once here, called per batch
@@ -65,6 +72,7 @@ class Chained(Output):
         self.watermark = operator.on_watermark  # type: ignore[method-assign]
         self.status = operator.on_status  # type: ignore[method-assign]
         self.end = operator.end_input  # type: ignore[method-assign]
+        self.barrier = operator.on_barrier  # type: ignore[method-assign]
 
 
 class Broadcast(Output):
@@ -88,6 +96,10 @@ class Broadcast(Output):
     async def end(self) -> None:
         for out in self.outputs:
             await out.end()
+
+    async def barrier(self, checkpoint_id: int) -> None:
+        for out in self.outputs:
+            await out.barrier(checkpoint_id)
 
 
 def fan_out(outputs: list[Output]) -> Output:
@@ -163,11 +175,14 @@ class OperatorContext:
     task the operator runs in."""
 
     def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
-                 max_parallelism: int, clock: Clock, mailbox: Mailbox) -> None:
+                 max_parallelism: int, clock: Clock, mailbox: Mailbox,
+                 acknowledge: Callable[[int, str, OperatorState | None], None] | None = None
+                 ) -> None:
         self.spawn = spawn
         self.max_parallelism = max_parallelism
         self.clock = clock
         self.mailbox = mailbox
+        self.acknowledge = acknowledge
 
     def call_at(self, when: int, action: Action) -> TimerHandle:
         """Run ``action`` on this operator's task once processing time reaches ``when``."""
@@ -191,6 +206,45 @@ class Operator:
 
     def open(self, ctx: OperatorContext) -> None:
         """Called once before the first batch."""
+
+    def open_checkpoints(self, ctx: OperatorContext) -> None:
+        """Called once after ``open`` (and a restore), when checkpointing is on."""
+        self._acknowledge = ctx.acknowledge
+        self._max_parallelism = ctx.max_parallelism
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState | None:
+        """This operator's state as of the barrier, or None when it keeps none.
+
+        Called between batches, so the state is consistent; what it returns
+        must not change afterwards (bytes, not live objects)."""
+        return None
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        """Take back what ``snapshot_state`` returned, before the first batch."""
+        raise StreamletConfigError(
+            f"operator {self.name!r} keeps no state, but the checkpoint has state for it")
+
+    async def on_barrier(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id``: snapshot, acknowledge, pass the barrier on.
+
+        An operator that holds records back (async calls in flight) emits them
+        first, so that they are before the barrier downstream as well."""
+        await self.prepare_snapshot(checkpoint_id)
+        acknowledge = getattr(self, "_acknowledge", None)
+        if acknowledge is not None:
+            acknowledge(checkpoint_id, self.name,
+                        self.snapshot_state(checkpoint_id, self._max_parallelism))
+        await self.output.barrier(checkpoint_id)
+        for side in self.side_outputs.values():
+            await side.barrier(checkpoint_id)
+
+    async def prepare_snapshot(self, checkpoint_id: int) -> None:
+        """Before the snapshot: emit what is held back, pre-commit what is written."""
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is durable: commit what it covers."""
 
     def statistics(self) -> dict[str, int]:
         """Counters worth reporting when the job ends (none by default)."""

@@ -14,9 +14,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from streamlet.errors import StreamletConfigError, UserFunctionError
+from streamlet.errors import CheckpointError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import NO_KEY, KeyRef, descriptors_of
+from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
 from streamlet.time.clock import Clock, TimerHandle
 from streamlet.time.timers import TimerQueue
 
@@ -288,6 +289,40 @@ class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
         self.watermark = timestamp
         await self._fire(self.event_timers, timestamp, EVENT_TIME)
         await Operator.on_watermark(self, timestamp)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        """Keyed state rows ``(key, "state", name, value)`` and timers ``(key, domain,
+        timestamp, position)``, by key group; the watermark in the meta part."""
+        rows: list[tuple[Any, ...]] = []
+        if self.backend is not None:
+            for name, table in self.backend.tables().items():
+                rows.extend((key, "state", name, value) for key, value in table.items())
+        for domain, queue in ((EVENT_TIME, self.event_timers),
+                              (PROCESSING_TIME, self.processing_timers)):
+            rows.extend((key, domain, ts, position)
+                        for position, (key, ts) in enumerate(queue.items()))
+        return OperatorState(dumps(self.watermark), by_key_group(rows, max_parallelism))
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        self.watermark = loads(state.meta)
+        timers: dict[str, list[tuple[int, Any, int]]] = {EVENT_TIME: [], PROCESSING_TIME: []}
+        for row in rows_of(state):
+            if row[1] == "state":
+                if self.backend is None:
+                    raise CheckpointError(
+                        f"operator {self.name!r}: the checkpoint has keyed state {row[2]!r}, "
+                        "but the function declares no state; declare it again, or start "
+                        "without the checkpoint")
+                self.backend.table(row[2])[row[0]] = row[3]
+            else:
+                timers[row[1]].append((row[3], row[0], row[2]))
+        self.event_timers.restore(timers[EVENT_TIME])
+        self.processing_timers.restore(timers[PROCESSING_TIME])
+        earliest = self.processing_timers.peek()
+        if earliest is not None:
+            self.processing_timer_added(earliest)
 
     async def fire_processing_timers(self, now: int) -> None:
         await self._fire(self.processing_timers, now, PROCESSING_TIME)

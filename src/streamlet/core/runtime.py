@@ -9,23 +9,29 @@ task. Either way every operator and reader is closed before ``run`` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamlet.errors import StreamletError
+from streamlet.errors import CheckpointError, StreamletError
+from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
+from streamlet.state.snapshots import OperatorState, Snapshot, dumps, loads
 from streamlet.time.clock import Clock, SystemClock
 
 from .batch import Batch
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
-from .control import MAX_WATERMARK, Watermark, WatermarkStatus
+from .checkpoints import CheckpointCoordinator, Checkpointing, Participant
+from .control import MAX_WATERMARK, Barrier, Watermark, WatermarkStatus
 from .graph import Node
 from .mailbox import MAIL, Mailbox
 from .operator import Chained, Operator, OperatorContext, Output, fan_out
 from .plan import Plan, TaskSpec, is_chained
 from .source import SourceReader
 
+log = logging.getLogger("streamlet.checkpoints")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
@@ -34,6 +40,8 @@ class RuntimeOptions:
     max_parallelism: int = 128
     scheduling_seed: int = 0
     clock: Clock = field(default_factory=SystemClock)
+    job_name: str = "job"
+    checkpointing: Checkpointing | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ class Job:
         self.channels: dict[tuple[int, int], Channel] = {}  # (consumer node, input index)
         self._source_outputs: dict[int, Output] = {}
         self.mailboxes: dict[int, Mailbox] = {id(t): Mailbox() for t in plan.tasks}
+        self.coordinator: CheckpointCoordinator | None = None
+        self.participants: dict[int, Participant] = {}  # by id(task)
+        self.restored_from: int | None = None
+        self.running = asyncio.Event()  # set once every task has started
 
     # -- building ----------------------------------------------------------------
 
@@ -134,7 +146,10 @@ class Job:
             if op is not None:
                 op.wire(fan_out(main), {tag: fan_out(outs) for tag, outs in side.items()})
                 mailbox = self.mailboxes[id(self.plan.task_of[node.id])]
-                op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
+                coordinator = self.coordinator
+                op.open(OperatorContext(
+                    spawn, opts.max_parallelism, opts.clock, mailbox,
+                    None if coordinator is None else coordinator.acknowledge))
             else:
                 self._source_outputs[node.id] = fan_out(main)
 
@@ -185,6 +200,7 @@ class Job:
         await output.watermark(MAX_WATERMARK)
         await mailbox.run_all()
         await output.end()
+        self._finished(task)
 
     async def _run_gate(self, task: TaskSpec, gate: InputGate) -> None:
         head = self.operators[task.head.id]
@@ -205,6 +221,8 @@ class Job:
                 await head.on_watermark(item.timestamp)
             elif kind is WatermarkStatus:
                 await head.on_status(item.idle)
+            elif kind is Barrier:
+                await head.on_barrier(item.checkpoint_id)
             elif item is MAIL:
                 await mailbox.run_all()
             else:
@@ -212,12 +230,20 @@ class Job:
             await sleep(0)
         await mailbox.run_all()
         await head.end_input()
+        self._finished(task)
 
     async def run(self) -> JobResult:
         supervisor = _Supervisor()
         rng = random.Random(self.options.scheduling_seed)
+        storage = None
         try:
+            snapshot: Snapshot | None = None
+            if self.options.checkpointing is not None:
+                storage, snapshot = await self._open_checkpoints(supervisor.spawn)
             self._build(supervisor.spawn)
+            if self.coordinator is not None:
+                self._restore(snapshot)
+                self._join_checkpoints()
             main = []
             for task in self.plan.tasks:
                 if task.is_source:
@@ -228,10 +254,19 @@ class Job:
                                      self.mailboxes[id(task)])
                     coro = self._run_gate(task, gate)
                 main.append(supervisor.spawn(coro, f"task {task.name}"))
+            if self.coordinator is not None:
+                self.coordinator.start()
+            self.running.set()
             await supervisor.wait(main)
+            if self.coordinator is not None:
+                await self._final_checkpoint(supervisor)
         finally:
+            if self.coordinator is not None:
+                self.coordinator.stop()
             await supervisor.cancel_all()
             close_errors = await self._close_all()
+            if storage is not None:
+                storage.close()
         if close_errors:  # only when nothing worse is already on its way out
             raise StreamletError(
                 f"{len(close_errors)} operator(s) failed to close: {close_errors[0]!r}"
@@ -239,6 +274,122 @@ class Job:
         return JobResult({c.name: c.statistics() for c in self.channels.values()},
                          {op.name: op.statistics() for op in self.operators.values()
                           if op.statistics()})
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    async def _open_checkpoints(self, spawn: Any) -> tuple[CheckpointStorage, Snapshot | None]:
+        opts = self.options
+        config = opts.checkpointing
+        assert config is not None
+        storage = open_storage(config.storage_url(opts.job_name))
+        snapshot = await asyncio.to_thread(storage.latest, opts.job_name)
+        first_id = await asyncio.to_thread(storage.next_id, opts.job_name)
+        self.coordinator = CheckpointCoordinator(
+            opts.job_name, config, storage, opts.clock, opts.max_parallelism, first_id, spawn)
+        return storage, snapshot
+
+    def _restore(self, snapshot: Snapshot | None) -> None:
+        """Put a checkpoint's state back, before anything runs: readers seek to
+        their positions, operators take their state (matched by name)."""
+        if snapshot is None:
+            return
+        config = self.options.checkpointing
+        assert config is not None
+        names = {node.name: node.id for node in self.plan.graph.nodes}
+        unknown = sorted(set(snapshot.operators) - set(names))
+        if unknown and not config.allow_non_restored_state:
+            raise CheckpointError(
+                f"checkpoint {snapshot.checkpoint_id} of job {snapshot.job!r} has state for "
+                f"operators this job does not have: {unknown}. Give those operators their "
+                "old names (name=...), or pass Checkpointing(allow_non_restored_state=True) "
+                "to drop their state.")
+        for name, state in snapshot.operators.items():
+            node_id = names.get(name)
+            if node_id is None:
+                continue
+            reader = self.readers.get(node_id)
+            if reader is not None:
+                reader.seek(loads(state.meta))
+            else:
+                self.operators[node_id].restore_state(state, snapshot.max_parallelism)
+        self.restored_from = snapshot.checkpoint_id
+        log.info("job %r restored from %s %d", snapshot.job, snapshot.kind,
+                 snapshot.checkpoint_id)
+
+    def _join_checkpoints(self) -> None:
+        """Make every task a participant of the coordinator's checkpoints."""
+        coordinator = self.coordinator
+        assert coordinator is not None
+        opts = self.options
+        acknowledge = coordinator.acknowledge
+        for task in self.plan.tasks:
+            mailbox = self.mailboxes[id(task)]
+            mailbox.in_use = True
+            ops = [self.operators[n.id] for n in task.nodes if n.id in self.operators]
+            for op in ops:
+                op.open_checkpoints(OperatorContext(
+                    lambda coro, name: None, opts.max_parallelism, opts.clock, mailbox,
+                    acknowledge))
+            reader = self.readers.get(task.head.id)
+            names = [op.name for op in ops]
+            start = None
+            if reader is not None:
+                names.insert(0, task.head.name)
+                start = self._source_start(task, reader)
+            participant = Participant(names, start, mailbox.post,
+                                      self._final_states(task, reader, ops),
+                                      self._notifier(ops))
+            self.participants[id(task)] = participant
+            coordinator.participants.append(participant)
+
+    def _source_start(self, task: TaskSpec, reader: SourceReader) -> Any:
+        coordinator = self.coordinator
+        assert coordinator is not None
+        output = self._source_outputs[task.head.id]
+        name = task.head.name
+
+        async def start(checkpoint_id: int) -> None:
+            coordinator.acknowledge(checkpoint_id, name,
+                                    OperatorState(dumps(reader.position()), {}))
+            await output.barrier(checkpoint_id)
+        return start
+
+    def _final_states(self, task: TaskSpec, reader: SourceReader | None, ops: list[Operator]
+                      ) -> Any:
+        maxp = self.options.max_parallelism
+
+        def final_states(checkpoint_id: int) -> dict[str, OperatorState | None]:
+            states: dict[str, OperatorState | None] = {}
+            if reader is not None:
+                states[task.head.name] = OperatorState(dumps(reader.position()), {})
+            for op in ops:
+                states[op.name] = op.snapshot_state(checkpoint_id, maxp)
+            return states
+        return final_states
+
+    @staticmethod
+    def _notifier(ops: list[Operator]) -> Any:
+        async def notify(checkpoint_id: int) -> None:
+            for op in ops:
+                await op.notify_checkpoint_complete(checkpoint_id)
+        return notify
+
+    def _finished(self, task: TaskSpec) -> None:
+        coordinator = self.coordinator
+        if coordinator is not None:
+            coordinator.task_finished(self.participants[id(task)])
+
+    async def _final_checkpoint(self, supervisor: _Supervisor) -> None:
+        """Every task has ended: one last checkpoint, whose completion commits
+        what the sinks still hold, so that a restart after the end replays nothing."""
+        coordinator = self.coordinator
+        assert coordinator is not None
+        pending = coordinator.pending
+        if pending is not None and pending.completed is not None:
+            with contextlib.suppress(CheckpointError):
+                await pending.completed
+        await coordinator.trigger()
+        await supervisor.wait([])
 
     async def _close_all(self) -> list[BaseException]:
         errors: list[BaseException] = []

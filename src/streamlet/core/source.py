@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from streamlet.errors import CheckpointError
+
 from .batch import Batch
 from .control import Watermark
 
@@ -19,6 +23,20 @@ class SourceReader:
 
     async def next_batch(self) -> Batch | Watermark | None:
         raise NotImplementedError
+
+    def position(self) -> Any:
+        """Where the reader is, between two batches, as a picklable value: what
+        ``seek`` needs to resume right after the last batch returned (an index, an
+        offset per partition). ``None`` from a reader that cannot resume."""
+        return None
+
+    def seek(self, position: Any) -> None:
+        """Resume from ``position`` (a value ``position()`` returned, in an earlier
+        run), before the first ``next_batch``."""
+        raise CheckpointError(
+            f"source {self.name!r} cannot resume from a checkpoint: it has no position "
+            "to seek to. Use a source that can (from_iterable, Kafka, or a Source whose "
+            "reader implements position() and seek()), or start without the checkpoint.")
 
     async def close(self) -> None:
         """Release what the reader holds; called once, however the job ends."""

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streamlet.errors import InvalidTimestampError
+from streamlet.state.snapshots import OperatorState, dumps, loads
 from streamlet.time.clock import TimerHandle
 from streamlet.time.watermarks import WatermarkGenerator, WatermarkStrategy
 
@@ -151,6 +152,27 @@ class AssignTimestampsOperator(Operator):
         if wm > self._watermark:
             self._watermark = wm
             await Operator.on_watermark(self, wm)
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        """Each split's watermark and generator (when it pickles; a fresh one is
+        made on restore otherwise), so that event time does not go back."""
+        splits = {}
+        for split_id, split in self._splits.items():
+            try:
+                generator: bytes | None = dumps(split.generator)
+            except Exception:  # a generator holding a lambda, a lock...
+                generator = None
+            splits[split_id] = (split.watermark, generator)
+        return OperatorState(dumps((self._watermark, splits)), {})
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        self._watermark, splits = loads(state.meta)
+        now = self._ctx.clock.now() if self._ctx is not None else 0
+        for split_id, (watermark, generator) in splits.items():
+            split = _Split(self.strategy.create_generator() if generator is None
+                           else loads(generator), now)
+            split.watermark = watermark
+            self._splits[split_id] = split
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp == MAX_WATERMARK and self._watermark < MAX_WATERMARK:

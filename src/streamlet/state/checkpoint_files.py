@@ -57,7 +57,6 @@ from .checkpoint_storage import (
     CheckpointInfo,
     CheckpointStorage,
     DamagedCheckpoint,
-    Snapshot,
     canonical,
     check_identity,
     describe,
@@ -68,6 +67,7 @@ from .checkpoint_storage import (
     snapshot_of,
     verify_checksum,
 )
+from .snapshots import Snapshot
 
 
 def fsync_directory(path: Path) -> None:

@@ -59,39 +59,14 @@ from urllib.parse import unquote, urlsplit
 
 from streamlet.errors import CheckpointError, StreamletConfigError
 
+from .snapshots import OperatorState, Snapshot
+
 FORMAT: Final = 1
 KINDS: Final = ("checkpoint", "savepoint")
 META_GROUP: Final = -1
 """The key group under which an operator's non-keyed part (``meta``) is filed."""
 
 log = logging.getLogger("streamlet.checkpoints")
-
-
-@dataclass(frozen=True)
-class OperatorState:
-    """One operator's part of a snapshot: opaque bytes the operator made."""
-
-    meta: bytes
-    """The non-keyed part (source position, timers, ...); ``b""`` if none."""
-    key_groups: dict[int, bytes]
-    """Key group -> the bytes of that group's keyed state."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The state of a whole job at one checkpoint, as the runtime hands it over."""
-
-    checkpoint_id: int
-    """Increasing per job."""
-    job: str
-    """The pipeline's name."""
-    kind: str
-    """``"checkpoint"`` (taken on a schedule, pruned) or ``"savepoint"`` (kept until deleted)."""
-    taken_at: int
-    """Milliseconds since the epoch, from the job's clock."""
-    max_parallelism: int
-    operators: dict[str, OperatorState]
-    """By operator name: names are what ties state to operators across versions of a job."""
 
 
 @dataclass(frozen=True)
@@ -447,6 +422,13 @@ class CheckpointStorage(ABC):
             if snapshot is None:
                 raise CheckpointError(self._missing(job, checkpoint_id))
             return snapshot
+
+    def next_id(self, job: str) -> int:
+        """The id for the job's next checkpoint: above every id that left a trace,
+        damaged and unfinished ones included, so that no write clashes with them."""
+        with self._lock:
+            self._check_open()
+            return max(self._ids(job), default=0) + 1
 
     def list(self, job: str | None = None) -> builtins.list[CheckpointInfo]:
         """Complete checkpoints (of one job, or of all), each job's oldest first.

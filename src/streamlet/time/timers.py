@@ -61,3 +61,9 @@ class TimerQueue:
         """Every pending (key, timestamp), in firing order, for snapshots."""
         return [(key, ts) for ts in sorted(self.buckets) for key in self.buckets[ts]]
 
+    def restore(self, items: list[tuple[int, Any, int]]) -> None:
+        """Register ``(position, key, timestamp)`` items in order of position: the
+        positions ``items()`` gave, so that each instant fires in its old order."""
+        for _, key, timestamp in sorted(items, key=lambda item: item[0]):
+            self.register(key, timestamp)
+

@@ -20,6 +20,7 @@ from streamlet.core.control import MIN_WATERMARK
 from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
 from streamlet.errors import InvalidTimestampError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
+from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
 from streamlet.time.timers import TimerQueue
 
 _GONE: Any = object()
@@ -50,6 +51,26 @@ class IntervalJoinOperator(Operator):
         if self.backend is not None:
             self.backend.close()
             self.backend = None
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        """Both sides' buffered records and the cleanup timers by key group."""
+        rows: list[tuple[Any, ...]] = []
+        for side, buffer in enumerate(self.buffers):
+            rows.extend((key, "buffer", side, records) for key, records in buffer.items())
+        rows.extend((slot[1], "timer", slot[0], ts, position)
+                    for position, (slot, ts) in enumerate(self.cleanup.items()))
+        return OperatorState(dumps((self.watermark, self.dropped_late)),
+                             by_key_group(rows, max_parallelism))
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        self.watermark, self.dropped_late = loads(state.meta)
+        timers: list[tuple[int, Any, int]] = []
+        for row in rows_of(state):
+            if row[1] == "buffer":
+                self.buffers[row[2]][row[0]] = row[3]
+            else:
+                timers.append((row[4], (row[2], row[0]), row[3]))
+        self.cleanup.restore(timers)
 
     def statistics(self) -> dict[str, int]:
         return {"dropped_late": self.dropped_late}

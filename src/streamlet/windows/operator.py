@@ -28,6 +28,7 @@ from streamlet.core.process import ProcessingTimeScheduling
 from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import AggregateFunction
+from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
 from streamlet.time.clock import Clock
 from streamlet.time.timers import TimerQueue
 
@@ -533,6 +534,39 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
             self.trigger_state.pop((key, window), None)
         self._store(key, contents)
 
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        """Rows by key group: each key's windows and contents, trigger state, and
+        timers with their firing positions; the watermark and counter as meta."""
+        rows: list[tuple[Any, ...]] = [(key, "contents", windows)
+                                       for key, windows in self.contents.items()]
+        rows.extend((key, "trigger", window, state)
+                    for (key, window), state in self.trigger_state.items())
+        for domain, queue in (("event", self.event_timers),
+                              ("processing", self.processing_timers)):
+            rows.extend((slot[0], domain, slot[1], ts, position)
+                        for position, (slot, ts) in enumerate(queue.items()))
+        return OperatorState(dumps((self.watermark, self.dropped_late)),
+                             by_key_group(rows, max_parallelism))
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        self.watermark, self.dropped_late = loads(state.meta)
+        timers: dict[str, list[tuple[int, Any, int]]] = {"event": [], "processing": []}
+        for row in rows_of(state):
+            key, kind = row[0], row[1]
+            if kind == "contents":
+                self.contents[key] = row[2]
+            elif kind == "trigger":
+                self.trigger_state[(key, row[2])] = row[3]
+            else:
+                timers[kind].append((row[4], (key, row[2]), row[3]))
+        self.event_timers.restore(timers["event"])
+        self.processing_timers.restore(timers["processing"])
+        earliest = self.processing_timers.peek()
+        if earliest is not None:
+            self.processing_timer_added(earliest)
+
     def _firing_failed(self, key: Any, window: Any, contents: Any, time: int,
                        exc: Exception, dead: list[DeadLetter]) -> None:
         """A window function failed as its window fired: there is no record to
@@ -577,6 +611,20 @@ class TumblingOperator(WindowOperator):
             type(self.function).get_result is AggregateFunction.get_result
         ) else self.function.get_result
         self.initial = _FRESH if self.kind == REDUCE else shared_initial(self.function)
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        """Rows ``(key, window max timestamp, position, accumulator)`` by key group;
+        the windows, the heaps, the watermark and the counter as meta."""
+        rows = [(key, t, position, acc) for t, accs in self.windows.items()
+                for position, (key, acc) in enumerate(accs.items())]
+        meta = (self.watermark, self.dropped_late, list(self.windows), self.due, self.fired)
+        return OperatorState(dumps(meta), by_key_group(rows, max_parallelism))
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        self.watermark, self.dropped_late, times, self.due, self.fired = loads(state.meta)
+        windows = self.windows = {t: {} for t in times}
+        for key, t, _, acc in sorted(rows_of(state), key=itemgetter(1, 2)):
+            windows[t][key] = acc
 
     async def process(self, batch: Batch) -> None:  # noqa: PLR0915  # one hot loop, on purpose
         keys = batch.keys

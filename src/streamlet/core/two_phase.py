@@ -1,0 +1,140 @@
+"""Two-phase-commit sinks: output exactly once, tied to checkpoints.
+
+Flink's ``TwoPhaseCommitSinkFunction``: records are written into the current
+*transaction*; at a checkpoint barrier the transaction is pre-committed (its
+data made durable but not visible) and a new one begins; when the checkpoint
+is complete the pre-committed transactions it covers are committed (made
+visible). The pre-committed transactions are part of the checkpoint, so a job
+restored from it commits them (commit must therefore be idempotent), and
+whatever a crashed attempt left that the checkpoint does not know of is
+cleaned up. Output after the last complete checkpoint is never visible twice:
+the restored job writes it again into new transactions.
+
+When the input ends the open transaction is pre-committed, and it commits
+with the job's final checkpoint. Without checkpointing, it commits there
+and then, so output becomes visible when the job ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from streamlet.state.snapshots import OperatorState, dumps, loads
+
+from .batch import Batch
+from .operator import Operator, OperatorContext
+
+T = TypeVar("T")
+
+
+class TwoPhaseCommitSink(Generic[T]):
+    """Subclass and pass to ``stream.sink(...)``. Transactions must pickle: the
+    pre-committed ones are kept in the checkpoint."""
+
+    def begin_transaction(self) -> T:
+        raise NotImplementedError
+
+    def write(self, transaction: T, values: list[Any]) -> None:
+        """Add a batch of records to the transaction (not yet visible)."""
+        raise NotImplementedError
+
+    def pre_commit(self, transaction: T) -> None:
+        """Make the transaction durable, still invisible; nothing more is written to it."""
+
+    def commit(self, transaction: T) -> None:
+        """Make a pre-committed transaction visible. May be called again for one
+        already committed (after a crash), and must then do nothing."""
+        raise NotImplementedError
+
+    def abort(self, transaction: T) -> None:
+        """Drop a transaction that will never be committed."""
+
+    def clean_up(self, known: list[T]) -> None:
+        """On start, after a restore: remove what earlier attempts left behind
+        that is not one of ``known`` (the transactions the checkpoint holds)."""
+
+    def open(self) -> None:
+        """Called once before the first record."""
+
+    def close(self) -> None:
+        """Called once when the job stops."""
+
+    def state(self) -> Any:
+        """Extra state of the sink kept in checkpoints (a counter for file names)."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take back what ``state()`` returned."""
+
+
+class TwoPhaseCommitOperator(Operator):
+    def __init__(self, name: str, sink: TwoPhaseCommitSink[Any]) -> None:
+        self.name = name
+        self.sink = sink
+        self.transaction: Any = None
+        self.pending: list[tuple[int | None, Any]] = []  # (checkpoint id, transaction)
+        self.checkpointing = False
+        self._started = False
+
+    def open(self, ctx: OperatorContext) -> None:
+        self.sink.open()
+
+    def open_checkpoints(self, ctx: OperatorContext) -> None:
+        super().open_checkpoints(ctx)
+        self.checkpointing = True
+
+    def _start(self) -> None:
+        """Before the first transaction: clean up what the checkpoint does not know."""
+        self._started = True
+        self.sink.clean_up([t for _, t in self.pending])
+
+    async def process(self, batch: Batch) -> None:
+        if self.transaction is None:
+            if not self._started:
+                self._start()
+            self.transaction = self.sink.begin_transaction()
+        self.sink.write(self.transaction, batch.values)
+
+    def _pre_commit(self, checkpoint_id: int | None) -> None:
+        if self.transaction is not None:
+            self.sink.pre_commit(self.transaction)
+            self.pending.append((checkpoint_id, self.transaction))
+            self.transaction = None
+
+    async def prepare_snapshot(self, checkpoint_id: int) -> None:
+        self._pre_commit(checkpoint_id)
+
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+        return OperatorState(dumps((self.pending, self.sink.state())), {})
+
+    def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
+        pending, sink_state = loads(state.meta)
+        self.sink.restore(sink_state)
+        for _, transaction in pending:  # the checkpoint is complete: they all commit
+            self.sink.commit(transaction)
+        self._start()
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        keep: list[tuple[int | None, Any]] = []
+        for covered, transaction in self.pending:
+            if covered is None or covered <= checkpoint_id:
+                self.sink.commit(transaction)
+            else:
+                keep.append((covered, transaction))
+        self.pending = keep
+
+    async def end_input(self) -> None:
+        if not self._started:
+            self._start()
+        self._pre_commit(None)  # commits with the final checkpoint
+        if not self.checkpointing:
+            await self.notify_checkpoint_complete(0)
+        await self.end_outputs()
+
+    async def close(self) -> None:
+        try:
+            if self.transaction is not None:
+                self.sink.abort(self.transaction)
+                self.transaction = None
+        finally:
+            self.sink.close()

@@ -1,0 +1,284 @@
+"""Checkpoints inside one process: barriers, snapshots, restore, the file sink.
+
+Each test runs a real pipeline against a real SQLite (or directory)
+checkpoint storage in ``tmp_path``, stops it part way (a checkpoint, then a
+cancel or a failure), starts the same pipeline again and checks that it
+resumed where the checkpoint was: state, timers, positions and committed
+output. Processing time is a ``ManualClock``; checkpoints are taken by hand
+(``RunningJob.checkpoint()``) or by the clock, which a map function
+advances as records pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import streamlet as sl
+from streamlet.core.batch import Batch
+from streamlet.core.channels import Channel, InputGate
+from streamlet.core.control import END_OF_INPUT, Barrier
+from streamlet.testing import ManualClock, TestSource, start
+
+MONO = sl.WatermarkStrategy.for_monotonous_timestamps()
+
+
+def committed(directory: Path) -> list[Any]:
+    """The records of the visible part files, in order: what a reader sees."""
+    rows: list[Any] = []
+    for path in sorted(directory.glob("part-*")):
+        rows.extend(json.loads(line) for line in path.read_text().splitlines())
+    return rows
+
+
+def hidden(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob(".*"))
+
+
+def storage(tmp_path: Path, kind: str = "sqlite") -> str:
+    return f"sqlite:///{tmp_path / 'checkpoints.db'}" if kind == "sqlite" else (
+        f"file://{tmp_path / 'checkpoints'}")
+
+
+def counting_windows(tmp_path: Path, source: sl.Stream, size: int = 10) -> sl.Collected:
+    counts = (source.assign_timestamps(lambda r: r[1], MONO, name="stamp")
+              .key_by(lambda r: r[0], name="by_key")
+              .window(sl.windows.Tumbling(size)).aggregate(sl.agg.count(), name="counts"))
+    rows = counts.map(lambda r: [r.key, r.window.start, r.value], name="rows")
+    rows.to_files(tmp_path / "out", name="files")
+    return counts.collect(name="seen")
+
+
+RECORDS = [("a", 1), ("b", 2), ("a", 5), ("a", 12), ("b", 15), ("a", 25), ("b", 31)]
+EXPECTED = [["a", 0, 2], ["b", 0, 1], ["a", 10, 1], ["b", 10, 1], ["a", 20, 1], ["b", 30, 1]]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+async def test_a_restored_job_resumes_window_state_and_commits_exactly_once(
+        kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "streamlet.checkpoints")
+    config = sl.Checkpointing(interval=1_000, storage=storage(tmp_path, kind))
+    first = TestSource()
+    p = sl.Pipeline("windows", batch_size=2, clock=ManualClock(0), checkpointing=config)
+    seen = counting_windows(tmp_path, p.from_source(first, name="source"))
+    async with start(p, first) as job:
+        for record in RECORDS[:4]:
+            first.add(record)
+        await job.settle()
+        assert await job.checkpoint() == 1
+        assert committed(tmp_path / "out") == [["a", 0, 2], ["b", 0, 1]]
+        first.add(RECORDS[4])  # after the checkpoint: lost with the crash, replayed
+        first.add(RECORDS[5])
+        await job.settle()
+        assert len(seen) == 4  # [10, 20) fired, but its part file is not committed
+        assert committed(tmp_path / "out") == [["a", 0, 2], ["b", 0, 1]]
+        assert hidden(tmp_path / "out")
+        job.task.cancel()
+
+    again = TestSource()
+    p = sl.Pipeline("windows", batch_size=2, clock=ManualClock(0), checkpointing=config)
+    seen = counting_windows(tmp_path, p.from_source(again, name="source"))
+    async with start(p, again) as job:
+        for record in RECORDS[4:]:
+            again.add(record)
+        again.end()
+        await job.finish()
+        assert job.restored_from == 1
+    assert [[r.key, r.window.start, r.value] for r in seen] == EXPECTED[2:]
+    assert committed(tmp_path / "out") == EXPECTED
+    assert hidden(tmp_path / "out") == []
+    assert "restored from checkpoint 1" in caplog.text
+
+
+def test_from_iterable_resumes_after_a_failure_with_output_exactly_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The clock moves one ms per record, so a checkpoint starts every 8 records
+    # (between batches of 4). The first run fails at record 30; the second, on
+    # the same records, resumes from the last complete checkpoint and commits
+    # what the failure-free run commits.
+    caplog.set_level(logging.INFO, "streamlet.checkpoints")
+    records = [(f"k{i % 3}", i) for i in range(60)]
+
+    def run(fail_at: int | None, out: Path) -> None:
+        clock = ManualClock(0)
+        p = sl.Pipeline("resume", batch_size=4, clock=clock, checkpointing=sl.Checkpointing(
+            interval=8, storage=f"sqlite:///{out / 'c.db'}"))
+
+        def tick(record: tuple[str, int]) -> tuple[str, int]:
+            if record[1] == fail_at:
+                raise RuntimeError("crash")
+            clock.advance(1)
+            return record
+        source = p.from_iterable(records).map(tick)
+        (source.key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1]))
+         .to_files(out / "out"))
+        p.run()
+
+    run(None, tmp_path / "clean")
+    with pytest.raises(sl.UserFunctionError, match="crash"):
+        run(30, tmp_path / "crashed")
+    assert len(committed(tmp_path / "crashed" / "out")) < 30
+    run(None, tmp_path / "crashed")
+    assert committed(tmp_path / "crashed" / "out") == committed(tmp_path / "clean" / "out")
+    assert len(committed(tmp_path / "clean" / "out")) == 60
+    assert "job 'resume' restored from checkpoint" in caplog.text
+
+
+class CountThenAlert(sl.KeyedProcessFunction):
+    """Counts a key's records; 10 ms of event time after each, emits the count."""
+
+    count = sl.ValueState("count", default=0)
+
+    def process(self, value: Any, ctx: sl.Context) -> None:
+        self.count.update(self.count.value() + 1)
+        ctx.timers.register_event_time(ctx.timestamp + 10)
+
+    def on_timer(self, timestamp: int, ctx: sl.Context) -> Any:
+        return (ctx.key, timestamp, self.count.value())
+
+
+async def test_keyed_state_and_timers_of_a_process_function_come_back(tmp_path: Path) -> None:
+    config = sl.Checkpointing(interval=1_000, storage=storage(tmp_path))
+
+    def build(source: TestSource) -> tuple[sl.Pipeline, sl.Collected]:
+        p = sl.Pipeline("alerts", batch_size=1, clock=ManualClock(0), checkpointing=config)
+        out = (p.from_source(source, name="source")
+               .assign_timestamps(lambda r: r[1], MONO).key_by(lambda r: r[0])
+               .process(CountThenAlert(), name="alerts").collect())
+        return p, out
+
+    first = TestSource()
+    p, out = build(first)
+    async with start(p, first) as job:
+        for record in [("a", 1), ("b", 2), ("a", 3)]:
+            first.add(record)
+        await job.settle()
+        await job.checkpoint()
+        job.task.cancel()
+    assert list(out) == []
+    again = TestSource()
+    p, out = build(again)
+    async with start(p, again) as job:
+        again.add(("a", 20))
+        again.end()
+        await job.finish()
+    # the timers set before the checkpoint fire after the restore, in their order,
+    # once the record at 20 (a's third) has moved the watermark to 19
+    assert list(out) == [("a", 11, 3), ("b", 12, 1), ("a", 13, 3), ("a", 30, 3)]
+
+
+async def test_a_union_aligns_its_barriers(tmp_path: Path) -> None:
+    # Records of the faster input that come after its barrier wait until the
+    # other input's barrier has arrived: none of them is in the snapshot.
+    config = sl.Checkpointing(interval=1_000, storage=storage(tmp_path))
+
+    def build(left: TestSource, right: TestSource) -> tuple[sl.Pipeline, sl.Collected]:
+        p = sl.Pipeline("union", batch_size=1, clock=ManualClock(0), checkpointing=config)
+        both = p.from_source(left, name="left").union(p.from_source(right, name="right"))
+        sums = both.key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1]),
+                                                  name="sums").collect()
+        return p, sums
+
+    left, right = TestSource(), TestSource()
+    p, sums = build(left, right)
+    async with start(p, left, right) as job:
+        left.add(("x", 1))
+        right.add(("x", 10))
+        await job.settle()
+        checkpoint = asyncio.ensure_future(job.checkpoint())
+        await job.settle()
+        await checkpoint
+        job.task.cancel()
+    left2, right2 = TestSource(), TestSource()
+    p, sums = build(left2, right2)
+    async with start(p, left2, right2) as job:
+        left2.add(("x", 100))
+        left2.end()
+        right2.end()
+        await job.finish()
+    assert list(sums) == [("x", 111)]
+
+
+def test_state_for_an_operator_the_job_no_longer_has_is_refused_unless_allowed(
+        tmp_path: Path) -> None:
+    url = storage(tmp_path)
+
+    def run(name: str, allow: bool = False) -> list[Any]:
+        p = sl.Pipeline("renamed", checkpointing=sl.Checkpointing(
+            storage=url, allow_non_restored_state=allow))
+        out = (p.from_iterable([("a", 1), ("a", 2)]).key_by(lambda r: r[0])
+               .reduce(lambda a, b: (a[0], a[1] + b[1]), name=name).collect())
+        p.run()
+        return list(out)
+
+    assert run("sums") == [("a", 1), ("a", 3)]
+    with pytest.raises(sl.CheckpointError, match=r"\['sums'\].*name=|allow_non_restored_state"):
+        run("totals")
+    assert run("totals", allow=True) == []  # the source resumed at its end: nothing new
+
+
+def test_a_source_that_cannot_seek_says_so_on_restore(tmp_path: Path) -> None:
+    url = storage(tmp_path)
+
+    async def records() -> Any:
+        for i in range(3):
+            yield i
+
+    def run() -> list[Any]:
+        p = sl.Pipeline("unseekable", checkpointing=sl.Checkpointing(storage=url))
+        out = p.from_async_iterable(records(), name="events").collect()
+        p.run()
+        return list(out)
+
+    assert run() == [0, 1, 2]
+    with pytest.raises(sl.CheckpointError, match="'events' cannot resume"):
+        run()
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: sl.Checkpointing(interval=0), "interval must be at least 1 ms"),
+    (lambda: sl.Checkpointing(retain=0), "retain=...\\) must be a positive int"),
+    (lambda: sl.Checkpointing(interval="1s"), "checkpoint interval must be"),
+    (lambda: sl.Pipeline(checkpointing=True), "checkpointing must be sl.Checkpointing"),
+])
+def test_bad_checkpoint_settings_are_config_errors(make: Callable[[], Any],
+                                                    message: str) -> None:
+    with pytest.raises(sl.StreamletConfigError, match=message):
+        make()
+
+
+def test_a_finished_job_started_again_replays_nothing(tmp_path: Path) -> None:
+    def run() -> list[Any]:
+        p = sl.Pipeline("done", checkpointing=sl.Checkpointing(storage=storage(tmp_path)))
+        out = p.from_iterable(range(5)).map(lambda v: v * 2).collect()
+        p.from_iterable(range(3)).to_files(tmp_path / "out")
+        p.run()
+        return list(out)
+
+    assert run() == [0, 2, 4, 6, 8]
+    assert committed(tmp_path / "out") == [0, 1, 2]
+    assert run() == []
+    assert committed(tmp_path / "out") == [0, 1, 2]
+
+
+async def test_the_gate_holds_an_input_that_passed_the_barrier_until_all_have() -> None:
+    a, b, c = Channel("a", 10), Channel("b", 10), Channel("c", 10)
+    gate = InputGate([a, b, c], random.Random(0))
+    await a.send(Barrier(1))
+    await a.send(Batch(["a after"]))
+    await b.send(Batch(["b before"]))
+    await c.send(END_OF_INPUT)  # an input that ended does not hold the barrier back
+    assert (await gate.receive()).values == ["b before"]
+    await b.send(Barrier(1))
+    await b.send(Batch(["b after"]))
+    item = await gate.receive()
+    assert isinstance(item, Barrier) and item.checkpoint_id == 1
+    after = {(await gate.receive()).values[0], (await gate.receive()).values[0]}
+    assert after == {"a after", "b after"}
