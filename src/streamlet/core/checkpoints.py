@@ -215,6 +215,8 @@ class CheckpointCoordinator:
         self.spawn(self._write(pending, snapshot), f"checkpoint {pending.checkpoint_id}")
 
     async def _write(self, pending: _Pending, snapshot: Snapshot) -> None:
+        log.debug("writing checkpoint %d of job %r to %s", snapshot.checkpoint_id, self.job,
+                  self.storage.url)
         try:
             await asyncio.to_thread(self.storage.write, snapshot)
             await asyncio.to_thread(self.storage.prune, self.job, self.config.retain)
