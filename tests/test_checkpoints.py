@@ -25,6 +25,7 @@ import streamlet as sl
 from streamlet.core.batch import Batch
 from streamlet.core.channels import Channel, InputGate
 from streamlet.core.control import END_OF_INPUT, Barrier
+from streamlet.state.checkpoint_storage import open_storage
 from streamlet.testing import ManualClock, TestSource, start
 
 MONO = sl.WatermarkStrategy.for_monotonous_timestamps()
@@ -45,6 +46,11 @@ def hidden(directory: Path) -> list[str]:
 def storage(tmp_path: Path, kind: str = "sqlite") -> str:
     return f"sqlite:///{tmp_path / 'checkpoints.db'}" if kind == "sqlite" else (
         f"file://{tmp_path / 'checkpoints'}")
+
+
+def kinds_in_storage(tmp_path: Path, job: str) -> dict[int, str]:
+    with open_storage(storage(tmp_path)) as store:
+        return {info.checkpoint_id: info.kind for info in store.list(job)}
 
 
 def counting_windows(tmp_path: Path, source: sl.Stream, size: int = 10) -> sl.Collected:
@@ -282,3 +288,57 @@ async def test_the_gate_holds_an_input_that_passed_the_barrier_until_all_have() 
     assert isinstance(item, Barrier) and item.checkpoint_id == 1
     after = {(await gate.receive()).values[0], (await gate.receive()).values[0]}
     assert after == {"a after", "b after"}
+
+
+async def test_a_savepoint_restores_into_a_changed_pipeline_and_outlives_pruning(
+        tmp_path: Path) -> None:
+    config = sl.Checkpointing(interval=1_000, storage=storage(tmp_path), retain=1)
+
+    def build(source: TestSource, extra: bool) -> tuple[sl.Pipeline, sl.Collected]:
+        p = sl.Pipeline("savepoints", batch_size=1, clock=ManualClock(0), checkpointing=config)
+        stream = p.from_source(source, name="source")
+        if extra:  # version 2 of the job: one more stateless operator, new name
+            stream = stream.map(lambda r: (r[0], r[1] * 10), name="scale")
+        sums = stream.key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1]),
+                                                     name="sums").collect()
+        return p, sums
+
+    first = TestSource()
+    p, sums = build(first, extra=False)
+    async with start(p, first) as job:
+        first.add(("a", 1))
+        await job.settle()
+        savepoint = await p.savepoint()
+        first.add(("a", 2))
+        await job.settle()
+        await job.checkpoint()
+        await job.checkpoint()  # retain=1: the checkpoints go, the savepoint stays
+        job.task.cancel()
+    assert list(sums) == [("a", 1), ("a", 3)]
+    listed = kinds_in_storage(tmp_path, "savepoints")
+    assert listed[savepoint] == "savepoint" and list(listed.values()).count("checkpoint") == 1
+
+    again = TestSource()
+    p, sums = build(again, extra=True)
+    task = asyncio.ensure_future(p.run_async(from_checkpoint=savepoint))
+    again.add(("a", 5))
+    again.end()
+    await task
+    assert list(sums) == [("a", 51)]  # 1 from the savepoint, then 5 scaled
+
+
+def test_from_checkpoint_needs_checkpointing_and_an_existing_id(tmp_path: Path) -> None:
+    p = sl.Pipeline("nothing")
+    p.from_iterable([1]).collect()
+    with pytest.raises(sl.StreamletConfigError, match="no checkpoint storage"):
+        p.run(from_checkpoint=3)
+    p = sl.Pipeline("nothing", checkpointing=sl.Checkpointing(storage=storage(tmp_path)))
+    p.from_iterable([1]).collect()
+    with pytest.raises(sl.CheckpointError, match="3"):
+        p.run(from_checkpoint=3)
+
+
+async def test_savepoint_of_a_pipeline_that_is_not_running_is_an_error() -> None:
+    p = sl.Pipeline("idle")
+    with pytest.raises(sl.StreamletError, match="not running"):
+        await p.savepoint()

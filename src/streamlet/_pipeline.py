@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._stream import Stream
@@ -95,6 +95,7 @@ class Pipeline:
                                   state_backend if state_backend is not None else memory_backend,
                                   checkpointing)
         self.graph = Graph()
+        self._jobs: list[Job] = []  # the runs in progress
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"
@@ -153,15 +154,47 @@ class Pipeline:
         return RuntimeOptions(s.batch_size, s.channel_capacity, s.max_parallelism,
                               s.scheduling_seed, s.clock, self.name, s.checkpointing)
 
-    async def run_async(self) -> JobResult:
+    async def run_async(self, *, from_checkpoint: int | None = None) -> JobResult:
         """Run inside a running event loop until every bounded input has ended.
 
-        Cancelling the awaiting task cancels the job and every task in it.
+        Cancelling the awaiting task cancels the job and every task in it. With
+        checkpointing on, the job resumes from its latest checkpoint, or from
+        the checkpoint or savepoint ``from_checkpoint`` (an id in its storage).
         """
-        return await Job(self.plan(), self._options()).run()
+        options = self._options()
+        if from_checkpoint is not None:
+            if options.checkpointing is None:
+                raise StreamletConfigError(
+                    f"from_checkpoint={from_checkpoint}: the pipeline has no checkpoint "
+                    "storage to read it from; give it checkpointing=sl.Checkpointing(...)")
+            options = replace(options, restore_id=from_checkpoint)
+        job = Job(self.plan(), options)
+        self._jobs.append(job)
+        try:
+            return await job.run()
+        finally:
+            self._jobs.remove(job)
 
-    def run(self) -> JobResult:
-        """Run until every bounded input has ended; uses uvloop when installed."""
+    async def savepoint(self) -> int:
+        """Take a savepoint of the running job and wait until it is durable; its id.
+
+        A savepoint is a checkpoint kept until deleted (``streamlet checkpoints``
+        lists it); ``run(from_checkpoint=id)`` starts from it, also after the
+        pipeline has changed, as long as stateful operators keep their names.
+        """
+        if not self._jobs:
+            raise StreamletError(f"savepoint(): pipeline {self.name!r} is not running")
+        job = self._jobs[-1]
+        await job.running.wait()
+        if job.coordinator is None:
+            raise StreamletConfigError(
+                "savepoint(): the pipeline has no checkpoint storage; give it "
+                "checkpointing=sl.Checkpointing(...)")
+        return await job.coordinator.trigger("savepoint")
+
+    def run(self, *, from_checkpoint: int | None = None) -> JobResult:
+        """Run until every bounded input has ended; uses uvloop when installed.
+        ``from_checkpoint`` as for ``run_async``."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -186,8 +219,8 @@ class Pipeline:
             try:
                 import uvloop  # noqa: PLC0415  # optional: only where the platform has it
             except ImportError:
-                return asyncio.run(self.run_async())
-            return uvloop.run(self.run_async())
+                return asyncio.run(self.run_async(from_checkpoint=from_checkpoint))
+            return uvloop.run(self.run_async(from_checkpoint=from_checkpoint))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()

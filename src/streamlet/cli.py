@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a pipeline until its inputs end or Ctrl-C")
     run.add_argument("target", help="module:attribute or path/to/file.py:attribute")
+    run.add_argument("--from-savepoint", type=int, metavar="ID", dest="from_checkpoint",
+                     help="start from this savepoint (or checkpoint) of the pipeline's "
+                          "checkpoint storage instead of the latest checkpoint")
     plan = commands.add_parser("plan", help="print the tasks and channels a pipeline runs as")
     plan.add_argument("target", help="module:attribute or path/to/file.py:attribute")
     checkpoints = commands.add_parser("checkpoints", help="list and inspect stored checkpoints")
@@ -186,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plan":
             print(pipeline.plan().describe())
             return 0
-        pipeline.run()
+        pipeline.run(from_checkpoint=args.from_checkpoint)
     except KeyboardInterrupt:
         print("streamlet: cancelled (Ctrl-C); every task stopped and every sink closed",
               file=sys.stderr)

@@ -344,9 +344,11 @@ async def start(pipeline: Pipeline, *sources: TestSource) -> AsyncIterator[Runni
     job = Job(pipeline.plan(), pipeline._options())
     task = asyncio.get_running_loop().create_task(job.run(), name=f"job {pipeline.name}")
     running = RunningJob(job, task, list(sources))
+    pipeline._jobs.append(job)  # so that pipeline.savepoint() finds it
     try:
         yield running
     finally:
+        pipeline._jobs.remove(job)
         if not task.done():
             task.cancel()
         await asyncio.wait((task,))

@@ -42,6 +42,7 @@ class RuntimeOptions:
     clock: Clock = field(default_factory=SystemClock)
     job_name: str = "job"
     checkpointing: Checkpointing | None = None
+    restore_id: int | None = None  # restore this checkpoint or savepoint, not the latest
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,10 @@ class Job:
         config = opts.checkpointing
         assert config is not None
         storage = open_storage(config.storage_url(opts.job_name))
-        snapshot = await asyncio.to_thread(storage.latest, opts.job_name)
+        if opts.restore_id is None:
+            snapshot = await asyncio.to_thread(storage.latest, opts.job_name)
+        else:
+            snapshot = await asyncio.to_thread(storage.read, opts.job_name, opts.restore_id)
         first_id = await asyncio.to_thread(storage.next_id, opts.job_name)
         self.coordinator = CheckpointCoordinator(
             opts.job_name, config, storage, opts.clock, opts.max_parallelism, first_id, spawn)
