@@ -18,7 +18,8 @@ PUBLIC = {
     "KeyedStream", "ListState", "MapState", "OperatorTimeoutError", "Pipeline",
     "ProcessFunction", "ReducingState", "SQLiteState", "Sink", "SourceError",
     "StateAccessError", "Stream",
-    "StreamletConfigError", "StreamletError", "SystemClock", "UserFunctionError", "ValueState",
+    "StreamletConfigError", "StreamletError", "SystemClock", "TwoPhaseCommitSink",
+    "UserFunctionError", "ValueState",
     "WatermarkGenerator", "WatermarkStrategy", "WindowedStream", "agg", "operator", "windows",
 }
 

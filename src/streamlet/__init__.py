@@ -34,6 +34,7 @@ from .core.functions_process import ProcessFunction as ProcessFunction
 from .core.graph import DEAD_LETTER as DEAD_LETTER
 from .core.operator import DeadLetter as DeadLetter
 from .core.runtime import JobResult as JobResult
+from .core.two_phase import TwoPhaseCommitSink as TwoPhaseCommitSink
 from .errors import CheckpointError as CheckpointError
 from .errors import InvalidKeyError as InvalidKeyError
 from .errors import InvalidTimestampError as InvalidTimestampError
@@ -88,6 +89,7 @@ __all__ = [
     "StreamletConfigError",
     "StreamletError",
     "SystemClock",
+    "TwoPhaseCommitSink",
     "UserFunctionError",
     "ValueState",
     "WatermarkGenerator",

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from streamlet.errors import CheckpointError, StreamletConfigError
-from streamlet.state.snapshots import OperatorState, Snapshot
+from streamlet.state.checkpoint_storage import CheckpointInfo
+from streamlet.state.snapshots import KeyedRows, OperatorState, Snapshot, finished
 from streamlet.time.clock import Clock, TimerHandle
 from streamlet.time.durations import to_millis
 
 log = logging.getLogger("streamlet.checkpoints")
+
+_KEY_GROUP_CACHE = 2_000_000  # keys whose group is remembered between checkpoints
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,18 @@ class Checkpointing:
         return f"sqlite:///{Path('.streamlet') / (job + '.db')}"
 
 
-Acknowledge = Callable[[int, str, OperatorState | None], None]
+Acknowledge = Callable[[int, str, OperatorState | KeyedRows | None], None]
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    """One completed checkpoint, as ``JobResult.checkpoints`` reports it."""
+
+    checkpoint_id: int
+    kind: str
+    started_at: int  # ms, the job's clock
+    duration_ms: int  # from its start until durable in storage (the job's clock)
+    size: int  # bytes of state
 
 
 @dataclass
@@ -83,7 +97,7 @@ class Participant:
     names: list[str]  # the sources and operators in it that acknowledge
     start: Callable[[int], Awaitable[None]] | None  # a source task: emit barrier n
     post: Callable[[Callable[[], Awaitable[None]]], None]  # run an action on the task
-    final_state: Callable[[int], dict[str, OperatorState | None]]  # once it has ended
+    final_state: Callable[[int], dict[str, OperatorState | KeyedRows | None]]  # once ended
     notify: Callable[[int], Awaitable[None]]  # checkpoint n is complete
     done: bool = False
 
@@ -94,7 +108,7 @@ class _Pending:
     kind: str
     started: int
     missing: set[str]
-    states: dict[str, OperatorState] = field(default_factory=dict)
+    states: dict[str, OperatorState | KeyedRows] = field(default_factory=dict)
     completed: asyncio.Future[int] | None = None
 
 
@@ -111,11 +125,12 @@ class CheckpointCoordinator:
         self.spawn = spawn
         self.participants: list[Participant] = []
         self.pending: _Pending | None = None
-        self.completed: list[int] = []
+        self.completed: list[CheckpointStats] = []
         self._timer: TimerHandle | None = None
         self._timeout: TimerHandle | None = None
         self._last_completed_at: int | None = None
         self._stopped = False
+        self._key_groups: dict[str, dict[Any, int]] = {}  # per operator: key -> key group
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -169,7 +184,8 @@ class CheckpointCoordinator:
             self._complete(pending)
         return pending.completed
 
-    def acknowledge(self, checkpoint_id: int, name: str, state: OperatorState | None) -> None:
+    def acknowledge(self, checkpoint_id: int, name: str,
+                    state: OperatorState | KeyedRows | None) -> None:
         pending = self.pending
         if pending is None or pending.checkpoint_id != checkpoint_id:
             return  # an abandoned checkpoint
@@ -210,26 +226,38 @@ class CheckpointCoordinator:
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        snapshot = Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started,
-                            self.max_parallelism, dict(pending.states))
-        self.spawn(self._write(pending, snapshot), f"checkpoint {pending.checkpoint_id}")
+        self.spawn(self._write(pending), f"checkpoint {pending.checkpoint_id}")
 
-    async def _write(self, pending: _Pending, snapshot: Snapshot) -> None:
-        log.debug("writing checkpoint %d of job %r to %s", snapshot.checkpoint_id, self.job,
+    def _store(self, pending: _Pending) -> tuple[Snapshot, CheckpointInfo]:
+        """In the writer thread: cut keyed state per key group, write, prune."""
+        maxp = self.max_parallelism
+        caches = self._key_groups
+        if sum(map(len, caches.values())) > _KEY_GROUP_CACHE:
+            caches.clear()
+        snapshot = Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started, maxp,
+                            {name: finished(state, maxp, caches.setdefault(name, {}))
+                             for name, state in pending.states.items()})
+        info = self.storage.write(snapshot)
+        self.storage.prune(self.job, self.config.retain)
+        return snapshot, info
+
+    async def _write(self, pending: _Pending) -> None:
+        log.debug("writing checkpoint %d of job %r to %s", pending.checkpoint_id, self.job,
                   self.storage.url)
         try:
-            await asyncio.to_thread(self.storage.write, snapshot)
-            await asyncio.to_thread(self.storage.prune, self.job, self.config.retain)
+            snapshot, info = await asyncio.to_thread(self._store, pending)
         except Exception as exc:
             error = CheckpointError(
-                f"checkpoint {snapshot.checkpoint_id} of job {self.job!r} could not be "
+                f"checkpoint {pending.checkpoint_id} of job {self.job!r} could not be "
                 f"written to {self.storage.url}: {exc}")
             if pending.completed is not None and not pending.completed.done():
                 pending.completed.set_exception(error)
                 pending.completed.exception()
             raise error from exc
         self.pending = None
-        self.completed.append(snapshot.checkpoint_id)
+        self.completed.append(CheckpointStats(snapshot.checkpoint_id, snapshot.kind,
+                                              pending.started,
+                                              self.clock.now() - pending.started, info.size))
         log.info("checkpoint %d of job %r complete (%d operators with state)",
                  snapshot.checkpoint_id, self.job, len(snapshot.operators))
         for participant in self.participants:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from streamlet.errors import StreamletConfigError, StreamletError, UserFunctionError
-from streamlet.state.snapshots import OperatorState
+from streamlet.state.snapshots import KeyedRows, OperatorState
 from streamlet.time.clock import Clock, TimerHandle
 
 from .batch import Batch
@@ -176,7 +176,8 @@ class OperatorContext:
 
     def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
                  max_parallelism: int, clock: Clock, mailbox: Mailbox,
-                 acknowledge: Callable[[int, str, OperatorState | None], None] | None = None
+                 acknowledge: Callable[[int, str, OperatorState | KeyedRows | None], None]
+                 | None = None
                  ) -> None:
         self.spawn = spawn
         self.max_parallelism = max_parallelism
@@ -214,11 +215,14 @@ class Operator:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState | None:
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int
+                       ) -> OperatorState | KeyedRows | None:
         """This operator's state as of the barrier, or None when it keeps none.
 
         Called between batches, so the state is consistent; what it returns
-        must not change afterwards (bytes, not live objects)."""
+        must not change afterwards (bytes, not live objects). Keyed state is
+        returned as ``KeyedRows``, which the checkpoint's writer thread cuts
+        per key group."""
         return None
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:

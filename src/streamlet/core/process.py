@@ -17,7 +17,7 @@ from typing import Any
 from streamlet.errors import CheckpointError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import NO_KEY, KeyRef, descriptors_of
-from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
+from streamlet.state.snapshots import KeyedRows, OperatorState, keyed_rows, loads, rows_of
 from streamlet.time.clock import Clock, TimerHandle
 from streamlet.time.timers import TimerQueue
 
@@ -292,7 +292,7 @@ class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
         """Keyed state rows ``(key, "state", name, value)`` and timers ``(key, domain,
         timestamp, position)``, by key group; the watermark in the meta part."""
         rows: list[tuple[Any, ...]] = []
@@ -303,7 +303,7 @@ class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
                               (PROCESSING_TIME, self.processing_timers)):
             rows.extend((key, domain, ts, position)
                         for position, (key, ts) in enumerate(queue.items()))
-        return OperatorState(dumps(self.watermark), by_key_group(rows, max_parallelism))
+        return keyed_rows(self.watermark, rows)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark = loads(state.meta)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamlet.errors import OperatorTimeoutError
-from streamlet.state.snapshots import OperatorState, by_key_group, rows_of
+from streamlet.state.snapshots import KeyedRows, OperatorState, keyed_rows, rows_of
 
 from .async_call import CallTimedOut, call_within
 from .batch import Batch
@@ -30,8 +30,8 @@ class ReduceOperator(Operator):
         self.on_error = on_error
         self.state: dict[Any, Any] = {}
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
-        return OperatorState(b"", by_key_group(self.state.items(), max_parallelism))
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
+        return keyed_rows(None, list(self.state.items()))
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.state.update(rows_of(state))

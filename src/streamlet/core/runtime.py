@@ -18,12 +18,12 @@ from typing import Any
 
 from streamlet.errors import CheckpointError, StreamletError
 from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
-from streamlet.state.snapshots import OperatorState, Snapshot, dumps, loads
+from streamlet.state.snapshots import KeyedRows, OperatorState, Snapshot, dumps, loads
 from streamlet.time.clock import Clock, SystemClock
 
 from .batch import Batch
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
-from .checkpoints import CheckpointCoordinator, Checkpointing, Participant
+from .checkpoints import CheckpointCoordinator, Checkpointing, CheckpointStats, Participant
 from .control import MAX_WATERMARK, Barrier, Watermark, WatermarkStatus
 from .graph import Node
 from .mailbox import MAIL, Mailbox
@@ -47,11 +47,14 @@ class RuntimeOptions:
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a finished job reports: the statistics of every channel, and the
-    counters of operators that keep some (a window's ``dropped_late``)."""
+    """What a finished job reports: the statistics of every channel, the
+    counters of operators that keep some (a window's ``dropped_late``), the
+    checkpoints it completed, and the checkpoint it resumed from."""
 
     channels: dict[str, ChannelStatistics]
     operators: dict[str, dict[str, int]] = field(default_factory=dict)
+    checkpoints: list[CheckpointStats] = field(default_factory=list)
+    restored_from: int | None = None  # the checkpoint the job resumed from
 
 
 class _Supervisor:
@@ -274,7 +277,9 @@ class Job:
             ) from close_errors[0]
         return JobResult({c.name: c.statistics() for c in self.channels.values()},
                          {op.name: op.statistics() for op in self.operators.values()
-                          if op.statistics()})
+                          if op.statistics()},
+                         [] if self.coordinator is None else list(self.coordinator.completed),
+                         self.restored_from)
 
     # -- checkpoints ---------------------------------------------------------------
 
@@ -362,8 +367,8 @@ class Job:
                       ) -> Any:
         maxp = self.options.max_parallelism
 
-        def final_states(checkpoint_id: int) -> dict[str, OperatorState | None]:
-            states: dict[str, OperatorState | None] = {}
+        def final_states(checkpoint_id: int) -> dict[str, OperatorState | KeyedRows | None]:
+            states: dict[str, OperatorState | KeyedRows | None] = {}
             if reader is not None:
                 states[task.head.name] = OperatorState(dumps(reader.position()), {})
             for op in ops:

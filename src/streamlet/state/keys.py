@@ -29,6 +29,7 @@ DEFAULT_MAX_PARALLELISM = 128
 
 _SCALARS = (str, int, float, bytes, bool, type(None))
 _pack_double = struct.Struct(">d").pack
+_crc32 = zlib.crc32
 
 
 def is_valid_key(key: Any) -> bool:
@@ -95,5 +96,23 @@ def stable_hash(key: Any) -> int:
 
 
 def key_group(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
-    """The key group, in ``range(max_parallelism)``, that owns ``key``."""
-    return stable_hash(key) % max_parallelism
+    """The key group, in ``range(max_parallelism)``, that owns ``key``.
+
+    ``stable_hash`` written out, with the encodings of int and str keys
+    inline: snapshots compute this for every key of an operator."""
+    t = type(key)
+    if t is int:
+        length = (key.bit_length() + 8) >> 3
+        data = b"i" + length.to_bytes(4, "big") + key.to_bytes(length, "big", signed=True)
+    elif t is str:
+        raw = key.encode("utf-8", "surrogatepass")
+        data = b"s" + len(raw).to_bytes(4, "big") + raw
+    else:
+        data = encode_key(key)
+    h = _crc32(data)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h % max_parallelism

@@ -38,6 +38,34 @@ class Snapshot:
     operators: dict[str, OperatorState]  # by operator name
 
 
+@dataclass(frozen=True)
+class KeyedRows:
+    """An operator's state as taken at a barrier, not yet cut per key group.
+
+    At the barrier the operator only lists its rows (each starting with a key)
+    and pickles them, which freezes them in one C call; computing each key's
+    group (a stable hash per key) and pickling per group happen later, in the
+    thread that writes the checkpoint (``finish``), off the event loop.
+    """
+
+    meta: bytes
+    rows: bytes  # a pickled list of rows
+
+    def finish(self, max_parallelism: int, group_of: dict[Any, int] | None = None
+               ) -> OperatorState:
+        return OperatorState(self.meta,
+                             by_key_group(loads(self.rows), max_parallelism, group_of))
+
+
+def keyed_rows(meta: Any, rows: list[tuple[Any, ...]]) -> KeyedRows:
+    return KeyedRows(dumps(meta), dumps(rows))
+
+
+def finished(state: OperatorState | KeyedRows, max_parallelism: int,
+             group_of: dict[Any, int] | None = None) -> OperatorState:
+    return state.finish(max_parallelism, group_of) if isinstance(state, KeyedRows) else state
+
+
 def dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=5)
 
@@ -46,10 +74,15 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)  # checkpoint storage is as trusted as the code
 
 
-def by_key_group(rows: Iterable[tuple[Any, ...]], max_parallelism: int) -> dict[int, bytes]:
-    """Rows whose first item is a key, pickled per key group (in their order)."""
+def by_key_group(rows: Iterable[tuple[Any, ...]], max_parallelism: int,
+                 group_of: dict[Any, int] | None = None) -> dict[int, bytes]:
+    """Rows whose first item is a key, pickled per key group (in their order).
+
+    ``group_of`` caches key groups; pass the same dict for each checkpoint of
+    an operator, whose keys mostly stay, to hash each key once."""
     groups: dict[int, list[tuple[Any, ...]]] = {}
-    group_of: dict[Any, int] = {}  # keys repeat across rows (a key's windows, timers)
+    if group_of is None:
+        group_of = {}  # keys repeat across rows (a key's windows, timers)
     for row in rows:
         key = row[0]
         group = group_of.get(key)

@@ -20,7 +20,7 @@ from streamlet.core.control import MIN_WATERMARK
 from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
 from streamlet.errors import InvalidTimestampError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
-from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
+from streamlet.state.snapshots import KeyedRows, OperatorState, keyed_rows, loads, rows_of
 from streamlet.time.timers import TimerQueue
 
 _GONE: Any = object()
@@ -52,15 +52,14 @@ class IntervalJoinOperator(Operator):
             self.backend.close()
             self.backend = None
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
         """Both sides' buffered records and the cleanup timers by key group."""
         rows: list[tuple[Any, ...]] = []
         for side, buffer in enumerate(self.buffers):
             rows.extend((key, "buffer", side, records) for key, records in buffer.items())
         rows.extend((slot[1], "timer", slot[0], ts, position)
                     for position, (slot, ts) in enumerate(self.cleanup.items()))
-        return OperatorState(dumps((self.watermark, self.dropped_late)),
-                             by_key_group(rows, max_parallelism))
+        return keyed_rows((self.watermark, self.dropped_late), rows)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark, self.dropped_late = loads(state.meta)

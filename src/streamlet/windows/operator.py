@@ -28,7 +28,7 @@ from streamlet.core.process import ProcessingTimeScheduling
 from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import AggregateFunction
-from streamlet.state.snapshots import OperatorState, by_key_group, dumps, loads, rows_of
+from streamlet.state.snapshots import KeyedRows, OperatorState, keyed_rows, loads, rows_of
 from streamlet.time.clock import Clock
 from streamlet.time.timers import TimerQueue
 
@@ -536,7 +536,7 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
         """Rows by key group: each key's windows and contents, trigger state, and
         timers with their firing positions; the watermark and counter as meta."""
         rows: list[tuple[Any, ...]] = [(key, "contents", windows)
@@ -547,8 +547,7 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
                               ("processing", self.processing_timers)):
             rows.extend((slot[0], domain, slot[1], ts, position)
                         for position, (slot, ts) in enumerate(queue.items()))
-        return OperatorState(dumps((self.watermark, self.dropped_late)),
-                             by_key_group(rows, max_parallelism))
+        return keyed_rows((self.watermark, self.dropped_late), rows)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark, self.dropped_late = loads(state.meta)
@@ -612,13 +611,13 @@ class TumblingOperator(WindowOperator):
         ) else self.function.get_result
         self.initial = _FRESH if self.kind == REDUCE else shared_initial(self.function)
 
-    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
+    def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
         """Rows ``(key, window max timestamp, position, accumulator)`` by key group;
         the windows, the heaps, the watermark and the counter as meta."""
         rows = [(key, t, position, acc) for t, accs in self.windows.items()
                 for position, (key, acc) in enumerate(accs.items())]
         meta = (self.watermark, self.dropped_late, list(self.windows), self.due, self.fired)
-        return OperatorState(dumps(meta), by_key_group(rows, max_parallelism))
+        return keyed_rows(meta, rows)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark, self.dropped_late, times, self.due, self.fired = loads(state.meta)
