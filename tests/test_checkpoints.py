@@ -342,3 +342,74 @@ async def test_savepoint_of_a_pipeline_that_is_not_running_is_an_error() -> None
     p = sl.Pipeline("idle")
     with pytest.raises(sl.StreamletError, match="not running"):
         await p.savepoint()
+
+
+class CountToThree(sl.KeyedProcessFunction):
+    """Counts a key's records; at three, emits and forgets the key (a delete)."""
+
+    count = sl.ValueState("count", default=0)
+
+    def process(self, value: Any, ctx: sl.Context) -> Any:
+        n = self.count.value() + 1
+        if n == 3:
+            self.count.clear()
+        else:
+            self.count.update(n)
+        return (ctx.key, value[1], n)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+async def test_incremental_checkpoints_of_sqlite_state_restore_whole_after_many_increments(
+        kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # State in SQLite: after a whole first checkpoint, each one holds only the keys
+    # written or deleted since the last (a checkpoint every 10 records, each
+    # touching 10 of 100 keys). The crash comes after more than FULL_EVERY
+    # increments, so the restore merges a chain that restarted with a whole copy,
+    # and pruning (retain=2) has kept the chain's bases.
+    caplog.set_level(logging.INFO, "streamlet.checkpoints")
+    records = [(f"k{(i * 7) % 100}", i) for i in range(400)]  # each key's 3rd: a delete
+
+    def build(source: sl.Stream, out: Path) -> None:
+        (source.key_by(lambda r: r[0]).process(CountToThree(), name="counts")
+         .to_files(out / "out"))
+
+    def pipeline(out: Path) -> sl.Pipeline:
+        return sl.Pipeline("incremental", batch_size=5, clock=ManualClock(0),
+                           state_backend=sl.SQLiteState(out / "state", cache_size=8),
+                           checkpointing=sl.Checkpointing(storage=storage(out, kind), retain=2))
+
+    clean = pipeline(tmp_path / "clean")
+    build(clean.from_iterable(records, name="source"), tmp_path / "clean")
+    await clean.run_async()
+
+    crashed = tmp_path / "crashed"
+    first = TestSource()
+    p = pipeline(crashed)
+    build(p.from_source(first, name="source"), crashed)
+    async with start(p, first) as job:
+        for chunk in range(25):
+            first.add_all(records[chunk * 10:(chunk + 1) * 10])
+            await job.settle()
+            await job.checkpoint()
+        first.add_all(records[250:257])  # after the last checkpoint: replayed
+        await job.settle()
+        job.task.cancel()
+    with open_storage(storage(crashed, kind)) as store:
+        infos = store.list("incremental")
+    assert len(infos) > 2 and any(info.bases for info in infos)  # incremental ones
+    sizes = [(info.operator_sizes["counts"], bool(info.bases)) for info in infos]
+    whole = min(size for size, incremental in sizes if not incremental)
+    assert all(size < whole / 2 for size, incremental in sizes if incremental), sizes
+    ids = {info.checkpoint_id for info in infos}
+    assert all(base in ids for info in infos for base in info.bases.values())
+
+    again = TestSource()
+    p = pipeline(crashed)
+    build(p.from_source(again, name="source"), crashed)
+    async with start(p, again) as job:
+        again.add_all(records[250:])
+        again.end()
+        await job.finish()
+        assert job.restored_from == 25
+    assert committed(crashed / "out") == committed(tmp_path / "clean" / "out")
+    assert len(committed(crashed / "out")) == 400

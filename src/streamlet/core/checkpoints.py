@@ -236,7 +236,9 @@ class CheckpointCoordinator:
             caches.clear()
         snapshot = Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started, maxp,
                             {name: finished(state, maxp, caches.setdefault(name, {}))
-                             for name, state in pending.states.items()})
+                             for name, state in pending.states.items()},
+                            {name: state.base for name, state in pending.states.items()
+                             if isinstance(state, KeyedRows) and state.base is not None})
         info = self.storage.write(snapshot)
         self.storage.prune(self.job, self.config.retain)
         return snapshot, info

@@ -230,6 +230,10 @@ class Operator:
         raise StreamletConfigError(
             f"operator {self.name!r} keeps no state, but the checkpoint has state for it")
 
+    def restored(self, checkpoint_id: int, increments: int) -> None:
+        """After ``restore_state``: the state is checkpoint ``checkpoint_id``'s, built
+        from a whole copy and ``increments`` incremental checkpoints after it."""
+
     async def on_barrier(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id``: snapshot, acknowledge, pass the barrier on.
 

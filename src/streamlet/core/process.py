@@ -31,6 +31,7 @@ from .functions_process import (
     TimerService,
     UntimedContext,
 )
+from .incremental import IncrementalTables
 from .operator import DeadLetter, Operator, OperatorContext
 
 _GONE: Any = object()
@@ -94,7 +95,7 @@ class ProcessingTimeScheduling:
             self._scheduled = None
 
 
-class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
+class ProcessOperatorBase(IncrementalTables, ProcessingTimeScheduling, Operator):
     """Shared by the keyed, non-keyed and two-input process operators."""
 
     keyed = True
@@ -293,17 +294,21 @@ class ProcessOperatorBase(ProcessingTimeScheduling, Operator):
     # -- checkpoints ----------------------------------------------------------------------
 
     def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
-        """Keyed state rows ``(key, "state", name, value)`` and timers ``(key, domain,
-        timestamp, position)``, by key group; the watermark in the meta part."""
-        rows: list[tuple[Any, ...]] = []
-        if self.backend is not None:
-            for name, table in self.backend.tables().items():
-                rows.extend((key, "state", name, value) for key, value in table.items())
+        """Keyed state rows ``(key, "state", name, value)`` (only the changed ones
+        when the backend tracks changes, see ``incremental``) and timers ``(key,
+        domain, timestamp, position)``; the watermark in the meta part."""
+        rows, base = self.table_rows(self.backend, checkpoint_id)
         for domain, queue in ((EVENT_TIME, self.event_timers),
                               (PROCESSING_TIME, self.processing_timers)):
             rows.extend((key, domain, ts, position)
                         for position, (key, ts) in enumerate(queue.items()))
-        return keyed_rows(self.watermark, rows)
+        return keyed_rows(self.watermark, rows, base)
+
+    def restored(self, checkpoint_id: int, increments: int) -> None:
+        self.tables_restored(self.backend, checkpoint_id, increments)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self.tables_checkpointed(checkpoint_id)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark = loads(state.meta)

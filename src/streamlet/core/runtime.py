@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Coroutine
@@ -18,7 +19,14 @@ from typing import Any
 
 from streamlet.errors import CheckpointError, StreamletError
 from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
-from streamlet.state.snapshots import KeyedRows, OperatorState, Snapshot, dumps, loads
+from streamlet.state.snapshots import (
+    KeyedRows,
+    OperatorState,
+    Snapshot,
+    dumps,
+    loads,
+    merge_chain,
+)
 from streamlet.time.clock import Clock, SystemClock
 
 from .batch import Batch
@@ -116,6 +124,7 @@ class Job:
         self.participants: dict[int, Participant] = {}  # by id(task)
         self.restored_from: int | None = None
         self.running = asyncio.Event()  # set once every task has started
+        self._increments: dict[str, int] = {}  # operator -> increments its restore merged
 
     # -- building ----------------------------------------------------------------
 
@@ -288,14 +297,58 @@ class Job:
         config = opts.checkpointing
         assert config is not None
         storage = open_storage(config.storage_url(opts.job_name))
-        if opts.restore_id is None:
-            snapshot = await asyncio.to_thread(storage.latest, opts.job_name)
-        else:
-            snapshot = await asyncio.to_thread(storage.read, opts.job_name, opts.restore_id)
+        snapshot = await asyncio.to_thread(self._restorable, storage)
         first_id = await asyncio.to_thread(storage.next_id, opts.job_name)
         self.coordinator = CheckpointCoordinator(
             opts.job_name, config, storage, opts.clock, opts.max_parallelism, first_id, spawn)
         return storage, snapshot
+
+    def _restorable(self, storage: CheckpointStorage) -> Snapshot | None:
+        """The checkpoint to start from, its incremental parts merged with the
+        checkpoints they build on: the chosen one, or the newest that can be
+        read whole (a damaged one, or one whose base is damaged, is passed over
+        with a WARNING)."""
+        job, wanted = self.options.job_name, self.options.restore_id
+        if wanted is not None:
+            return self._merged(storage, storage.read(job, wanted))
+        snapshot = storage.latest(job)
+        while snapshot is not None:
+            try:
+                return self._merged(storage, snapshot)
+            except CheckpointError as exc:
+                older = [info.checkpoint_id for info in storage.list(job)
+                         if info.checkpoint_id < snapshot.checkpoint_id]
+                log.warning("checkpoint %d of job %r cannot be restored: %s; %s",
+                            snapshot.checkpoint_id, job, exc,
+                            f"trying checkpoint {older[-1]}" if older else "none is left")
+                snapshot = None
+                while older and snapshot is None:
+                    try:
+                        snapshot = storage.read(job, older.pop())
+                    except CheckpointError as damaged:
+                        log.warning("%s", damaged)
+        return None
+
+    def _merged(self, storage: CheckpointStorage, snapshot: Snapshot) -> Snapshot:
+        """``snapshot`` with every incremental operator state merged down its chain."""
+        if not snapshot.bases:
+            return snapshot
+        operators = dict(snapshot.operators)
+        for name, base in snapshot.bases.items():
+            chain = [snapshot.operators[name]]
+            next_base: int | None = base
+            while next_base is not None:
+                older = storage.read(snapshot.job, next_base)
+                if name not in older.operators:
+                    raise CheckpointError(
+                        f"checkpoint {next_base} of job {snapshot.job!r}, which checkpoint "
+                        f"{snapshot.checkpoint_id} builds on, has no state for {name!r}")
+                chain.append(older.operators[name])
+                next_base = older.bases.get(name)
+            chain.reverse()
+            operators[name] = merge_chain(chain, snapshot.max_parallelism)
+            self._increments[name] = len(chain) - 1
+        return dataclasses.replace(snapshot, operators=operators, bases={})
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Put a checkpoint's state back, before anything runs: readers seek to
@@ -320,7 +373,9 @@ class Job:
             if reader is not None:
                 reader.seek(loads(state.meta))
             else:
-                self.operators[node_id].restore_state(state, snapshot.max_parallelism)
+                operator = self.operators[node_id]
+                operator.restore_state(state, snapshot.max_parallelism)
+                operator.restored(snapshot.checkpoint_id, self._increments.get(name, 0))
         self.restored_from = snapshot.checkpoint_id
         log.info("job %r restored from %s %d", snapshot.job, snapshot.kind,
                  snapshot.checkpoint_id)

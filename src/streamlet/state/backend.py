@@ -32,6 +32,12 @@ class KeyedStateBackend:
     def flush(self) -> None:
         """Write anything cached to durable storage (a no-op in memory)."""
 
+    def take_changes(self) -> dict[str, list[Any]] | None:
+        """The keys of each table written or deleted since the last call, for
+        incremental checkpoints; None when the backend does not track them (in
+        memory, where a whole copy is cheap) or a table was cleared."""
+        return None
+
     def close(self) -> None:
         """Release files and memory; called once when the job stops."""
 

@@ -44,6 +44,7 @@ lock.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import json
 import logging
@@ -83,6 +84,8 @@ class CheckpointInfo:
     """Bytes per operator."""
     location: str
     """Where it is: the checkpoint's directory, or the SQLite file."""
+    bases: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Operator -> the earlier checkpoint its incremental state builds on."""
 
 
 class DamagedCheckpoint(Exception):
@@ -177,6 +180,7 @@ def manifest_of(snapshot: Snapshot, blobs: list[tuple[str, int, bytes]]) -> dict
         "max_parallelism": snapshot.max_parallelism,
         "operators": list(operators.values()),
         "size": sum(entry["size"] for entry in operators.values()),
+        "bases": dict(sorted(snapshot.bases.items())),
     }
 
 
@@ -235,6 +239,10 @@ def parse_manifest(text: bytes | str, location: str) -> dict[str, Any]:
             raise bad(field)
     if not isinstance(manifest.get("operators"), list):
         raise bad("operators")
+    bases = manifest.get("bases", {})
+    if not isinstance(bases, dict) or not all(
+            isinstance(name, str) and _is_count(base) for name, base in bases.items()):
+        raise bad("bases")
     total = 0
     for entry in manifest["operators"]:
         if (not isinstance(entry, dict) or not isinstance(entry.get("name"), str)
@@ -260,7 +268,7 @@ def info_of(manifest: dict[str, Any], location: str) -> CheckpointInfo:
         checkpoint_id=manifest["checkpoint_id"], job=manifest["job"], kind=manifest["kind"],
         taken_at=manifest["taken_at"], size=manifest["size"],
         operator_sizes={entry["name"]: entry["size"] for entry in manifest["operators"]},
-        location=location)
+        location=location, bases=dict(manifest.get("bases", {})))
 
 
 def snapshot_of(manifest: dict[str, Any], blobs: Iterable[tuple[str, int, bytes]]) -> Snapshot:
@@ -275,7 +283,8 @@ def snapshot_of(manifest: dict[str, Any], blobs: Iterable[tuple[str, int, bytes]
         checkpoint_id=manifest["checkpoint_id"], job=manifest["job"], kind=manifest["kind"],
         taken_at=manifest["taken_at"], max_parallelism=manifest["max_parallelism"],
         operators={name: OperatorState(meta, groups) for name, (meta, groups)
-                   in operators.items()})
+                   in operators.items()},
+        bases=dict(manifest.get("bases", {})))
 
 
 def check_identity(manifest: dict[str, Any], job: str, checkpoint_id: int,
@@ -461,9 +470,19 @@ class CheckpointStorage(ABC):
                                        f"int >= 0, not {retain!r}")
         with self._lock:
             self._check_open()
-            ids = sorted(info.checkpoint_id for info in self._list(job)
-                         if info.job == job and info.kind == "checkpoint")
+            infos = {info.checkpoint_id: info for info in self._list(job) if info.job == job}
+            ids = sorted(i for i, info in infos.items() if info.kind == "checkpoint")
             dropped = ids[:max(0, len(ids) - retain)]
+            # an incremental checkpoint needs the ones it builds on: keep those
+            needed: set[int] = set()
+            todo = [i for i in infos if i not in dropped]
+            while todo:
+                info = infos.get(todo.pop())
+                for base in [] if info is None else info.bases.values():
+                    if base not in needed:
+                        needed.add(base)
+                        todo.append(base)
+            dropped = [i for i in dropped if i not in needed]
             for checkpoint_id in dropped:
                 self._delete(job, checkpoint_id)
             return dropped

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import key_group
@@ -36,6 +36,9 @@ class Snapshot:
     taken_at: int  # ms since the epoch, from the job's clock
     max_parallelism: int
     operators: dict[str, OperatorState]  # by operator name
+    # operator name -> the checkpoint whose state this operator's part changes: its
+    # part holds only what changed since then (an incremental checkpoint)
+    bases: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class KeyedRows:
 
     meta: bytes
     rows: bytes  # a pickled list of rows
+    base: int | None = None  # the rows are changes since this checkpoint
 
     def finish(self, max_parallelism: int, group_of: dict[Any, int] | None = None
                ) -> OperatorState:
@@ -57,8 +61,30 @@ class KeyedRows:
                              by_key_group(loads(self.rows), max_parallelism, group_of))
 
 
-def keyed_rows(meta: Any, rows: list[tuple[Any, ...]]) -> KeyedRows:
-    return KeyedRows(dumps(meta), dumps(rows))
+def keyed_rows(meta: Any, rows: list[tuple[Any, ...]], base: int | None = None) -> KeyedRows:
+    return KeyedRows(dumps(meta), dumps(rows), base)
+
+
+TABLE_ROW = "state"  # (key, TABLE_ROW, table name, value): a key's entry in a state table
+DELETED_ROW = "deleted"  # (key, DELETED_ROW, table name, None): gone since the base
+
+
+def merge_chain(chain: list[OperatorState], max_parallelism: int) -> OperatorState:
+    """One operator's full state from a full snapshot and the incremental ones
+    after it, oldest first: table entries accumulate key by key (a deleted
+    row removes one); every other row, and the meta part, are the newest's."""
+    entries: dict[tuple[str, Any], tuple[Any, ...]] = {}
+    for state in chain:
+        for row in rows_of(state):
+            kind = row[1]
+            if kind == TABLE_ROW:
+                entries[(row[2], row[0])] = row
+            elif kind == DELETED_ROW:
+                entries.pop((row[2], row[0]), None)
+    newest = chain[-1]
+    rows = [row for row in rows_of(newest) if row[1] not in (TABLE_ROW, DELETED_ROW)]
+    rows.extend(entries.values())
+    return OperatorState(newest.meta, by_key_group(rows, max_parallelism))
 
 
 def finished(state: OperatorState | KeyedRows, max_parallelism: int,

@@ -173,6 +173,9 @@ class SQLiteStateTable(MutableMapping[Any, Any]):
         # once when it enters the cache, not again each time it is written.
         self._codes: dict[Any, bytes] = {}
         self._dirty: set[Any] = set()
+        # keys written or deleted since take_changes(), for incremental checkpoints;
+        # None once the table was cleared (the next checkpoint must be whole)
+        self._changed: set[Any] | None = set()
         self._peak = 0
         self._misses = 0
         self._evicted = 0
@@ -217,6 +220,8 @@ class SQLiteStateTable(MutableMapping[Any, Any]):
             cache[key] = value
             cache.move_to_end(key)
             self._dirty.add(key)
+            if self._changed is not None:
+                self._changed.add(key)
             return
         k = encode_key(key)  # validates the key now, not when it is written
         slot = self._slot(key, k)
@@ -226,6 +231,8 @@ class SQLiteStateTable(MutableMapping[Any, Any]):
         else:
             self._admit(slot, k, value)
         self._dirty.add(slot)
+        if self._changed is not None:
+            self._changed.add(slot)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         cache = self._cache
@@ -244,6 +251,8 @@ class SQLiteStateTable(MutableMapping[Any, Any]):
             return default
         cache[slot] = _ABSENT  # a tombstone: the row is deleted when written
         self._dirty.add(slot)
+        if self._changed is not None:
+            self._changed.add(slot)
         return value
 
     def __delitem__(self, key: Any) -> None:
@@ -380,6 +389,16 @@ class SQLiteStateTable(MutableMapping[Any, Any]):
         self._backend._begin()
         self._conn.execute(self._sql_clear)
         self._drop_cache()
+        self._changed = None
+
+    def take_changes(self) -> list[Any] | None:
+        """The keys written or deleted since the last call, and forget them;
+        None when the table was cleared since (only a whole copy will do)."""
+        changed = self._changed
+        self._changed = set()
+        if changed is None:
+            return None
+        return [slot.key if type(slot) is _NanKey else slot for slot in changed]
 
     # -- introspection -----------------------------------------------------------------
 
@@ -519,6 +538,18 @@ class SQLiteStateBackend(KeyedStateBackend):
                                      self.max_parallelism)
             self._tables[name] = table
         return table
+
+    def take_changes(self) -> dict[str, list[Any]] | None:
+        tables = self._tables
+        changes: dict[str, list[Any]] = {}
+        whole = False
+        for name, table in tables.items():
+            changed = table.take_changes()
+            if changed is None:
+                whole = True
+            else:
+                changes[name] = changed
+        return None if whole else changes
 
     def tables(self) -> dict[str, StateTable]:
         """Every state in the file, including those an earlier run wrote."""

@@ -23,12 +23,20 @@ from typing import Any
 
 from streamlet.core.batch import Batch
 from streamlet.core.control import MIN_WATERMARK
+from streamlet.core.incremental import IncrementalTables
 from streamlet.core.operator import DeadLetter, Operator, OperatorContext, add_outputs
 from streamlet.core.process import ProcessingTimeScheduling
 from streamlet.errors import InvalidTimestampError, StreamletConfigError, UserFunctionError
 from streamlet.state.backend import KeyedStateBackend, StateBackendFactory
 from streamlet.state.descriptors import AggregateFunction
-from streamlet.state.snapshots import KeyedRows, OperatorState, keyed_rows, loads, rows_of
+from streamlet.state.snapshots import (
+    TABLE_ROW,
+    KeyedRows,
+    OperatorState,
+    keyed_rows,
+    loads,
+    rows_of,
+)
 from streamlet.time.clock import Clock
 from streamlet.time.timers import TimerQueue
 
@@ -172,7 +180,7 @@ class _TriggerContext:
         found[name] = value
 
 
-class WindowOperator(ProcessingTimeScheduling, Operator):
+class WindowOperator(IncrementalTables, ProcessingTimeScheduling, Operator):
     def __init__(self, name: str, *, assigner: WindowAssigner, trigger: Trigger | None,
                  evictor: Evictor | None, lateness_ms: int, late_tag: str | None, kind: str,
                  function: Any, window_function: Callable[..., Any] | None, on_error: str,
@@ -537,25 +545,32 @@ class WindowOperator(ProcessingTimeScheduling, Operator):
     # -- checkpoints ----------------------------------------------------------------------
 
     def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> KeyedRows:
-        """Rows by key group: each key's windows and contents, trigger state, and
-        timers with their firing positions; the watermark and counter as meta."""
-        rows: list[tuple[Any, ...]] = [(key, "contents", windows)
-                                       for key, windows in self.contents.items()]
+        """Rows: each key's windows and contents (a state table, so only the changed
+        keys when the backend tracks changes), trigger state, and timers with
+        their firing positions; the watermark and counter as meta."""
+        rows, base = self.table_rows(self.backend, checkpoint_id)
         rows.extend((key, "trigger", window, state)
                     for (key, window), state in self.trigger_state.items())
         for domain, queue in (("event", self.event_timers),
                               ("processing", self.processing_timers)):
             rows.extend((slot[0], domain, slot[1], ts, position)
                         for position, (slot, ts) in enumerate(queue.items()))
-        return keyed_rows((self.watermark, self.dropped_late), rows)
+        return keyed_rows((self.watermark, self.dropped_late), rows, base)
+
+    def restored(self, checkpoint_id: int, increments: int) -> None:
+        self.tables_restored(self.backend, checkpoint_id, increments)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self.tables_checkpointed(checkpoint_id)
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         self.watermark, self.dropped_late = loads(state.meta)
         timers: dict[str, list[tuple[int, Any, int]]] = {"event": [], "processing": []}
+        assert self.backend is not None
         for row in rows_of(state):
             key, kind = row[0], row[1]
-            if kind == "contents":
-                self.contents[key] = row[2]
+            if kind == TABLE_ROW:
+                self.backend.table(row[2])[key] = row[3]
             elif kind == "trigger":
                 self.trigger_state[(key, row[2])] = row[3]
             else:
