@@ -104,3 +104,77 @@ def test_ctrl_c_stops_an_unbounded_job_cleanly(tmp_path: Path) -> None:
     assert "source closed" in out
     assert "cancelled (Ctrl-C)" in err
     assert "Traceback" not in err
+
+
+SERVED_JOB = '''
+import asyncio
+import sys
+
+import streamlet as sl
+from streamlet.core.batch import Batch
+from streamlet.core.source import Source, SourceReader
+
+
+class Counter(SourceReader):
+    """0, 1, 2, ... forever, a batch every few ms; resumable at any number."""
+
+    def __init__(self, name):
+        self.name = name
+        self.next = 0
+
+    async def next_batch(self):
+        await asyncio.sleep(0.005)  # pacing the job, not a test
+        batch = Batch(list(range(self.next, self.next + 10)))
+        self.next += 10
+        return batch
+
+    def position(self):
+        return self.next
+
+    def seek(self, position):
+        self.next = position
+
+
+class Counting(Source):
+    def create_reader(self, name, batch_size):
+        return Counter(name)
+
+
+pipeline = sl.Pipeline("served", checkpointing=sl.Checkpointing(
+    interval=3_600_000, storage="sqlite:///checkpoints.db"))
+seen = [0]
+
+
+def report(value):
+    seen[0] += 1
+    if seen[0] == 50:
+        print("running", flush=True)
+
+
+(pipeline.from_source(Counting(), name="numbers")
+ .key_by(lambda n: n % 3).reduce(lambda a, b: a + b, name="sums").sink(report))
+'''
+
+
+def test_savepoint_of_a_running_job_from_another_process(tmp_path: Path) -> None:
+    (tmp_path / "served.py").write_text(SERVED_JOB)
+    proc = subprocess.Popen([*STREAMLET, "run", "served.py:pipeline"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"
+        taken = _run("savepoint", "served.py:pipeline", cwd=tmp_path)
+        assert taken.returncode == 0, taken.stderr
+        savepoint = int(taken.stdout)
+        listed = _run("checkpoints", "list", "sqlite:///checkpoints.db", cwd=tmp_path)
+        assert "served" in listed.stdout and "savepoint" in listed.stdout
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert savepoint >= 1
+    missing = _run("savepoint", "served.py:pipeline", cwd=tmp_path)  # the job is gone
+    assert missing.returncode == 1
+    assert "no running job answers" in missing.stderr

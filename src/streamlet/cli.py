@@ -15,6 +15,7 @@ damaged checkpoint with 1.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._pipeline import Pipeline
+from .core.endpoint import request, socket_path
 from .errors import CheckpointError, StreamletConfigError, StreamletError
 from .state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_storage
 
@@ -75,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--from-savepoint", type=int, metavar="ID", dest="from_checkpoint",
                      help="start from this savepoint (or checkpoint) of the pipeline's "
                           "checkpoint storage instead of the latest checkpoint")
+    savepoint = commands.add_parser(
+        "savepoint", help="take a savepoint of a running job (one with checkpointing), "
+                          "through its control socket; prints its id")
+    savepoint.add_argument("target", help="the pipeline the job runs: module:attribute or "
+                                          "path/to/file.py:attribute")
     plan = commands.add_parser("plan", help="print the tasks and channels a pipeline runs as")
     plan.add_argument("target", help="module:attribute or path/to/file.py:attribute")
     checkpoints = commands.add_parser("checkpoints", help="list and inspect stored checkpoints")
@@ -180,6 +187,21 @@ def _checkpoints(args: argparse.Namespace) -> int:
         return 1
 
 
+def _savepoint(pipeline: Pipeline) -> int:
+    config = pipeline.settings.checkpointing
+    if config is None:
+        raise CliError(f"pipeline {pipeline.name!r} has no checkpointing, so no savepoints; "
+                       "give it checkpointing=sl.Checkpointing(...)")
+    path = socket_path(pipeline.name, config.storage_url(pipeline.name))
+    reply = asyncio.run(request(path, "savepoint"))
+    if not reply.get("ok"):
+        raise CliError(f"job {pipeline.name!r} did not take a savepoint: {reply.get('error')}")
+    print(reply["checkpoint_id"])
+    print(f"streamlet: savepoint {reply['checkpoint_id']} of job {pipeline.name!r} is in "
+          f"{config.storage_url(pipeline.name)}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "checkpoints":
@@ -189,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plan":
             print(pipeline.plan().describe())
             return 0
+        if args.command == "savepoint":
+            return _savepoint(pipeline)
         pipeline.run(from_checkpoint=args.from_checkpoint)
     except KeyboardInterrupt:
         print("streamlet: cancelled (Ctrl-C); every task stopped and every sink closed",

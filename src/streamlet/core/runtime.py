@@ -33,6 +33,7 @@ from .batch import Batch
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
 from .checkpoints import CheckpointCoordinator, Checkpointing, CheckpointStats, Participant
 from .control import MAX_WATERMARK, Barrier, Watermark, WatermarkStatus
+from .endpoint import ControlEndpoint, socket_path
 from .graph import Node
 from .mailbox import MAIL, Mailbox
 from .operator import Chained, Operator, OperatorContext, Output, fan_out
@@ -249,6 +250,7 @@ class Job:
         supervisor = _Supervisor()
         rng = random.Random(self.options.scheduling_seed)
         storage = None
+        endpoint: ControlEndpoint | None = None
         try:
             snapshot: Snapshot | None = None
             if self.options.checkpointing is not None:
@@ -269,11 +271,14 @@ class Job:
                 main.append(supervisor.spawn(coro, f"task {task.name}"))
             if self.coordinator is not None:
                 self.coordinator.start()
+                endpoint = await self._open_endpoint()
             self.running.set()
             await supervisor.wait(main)
             if self.coordinator is not None:
                 await self._final_checkpoint(supervisor)
         finally:
+            if endpoint is not None:
+                await endpoint.close()
             if self.coordinator is not None:
                 self.coordinator.stop()
             await supervisor.cancel_all()
@@ -302,6 +307,28 @@ class Job:
         self.coordinator = CheckpointCoordinator(
             opts.job_name, config, storage, opts.clock, opts.max_parallelism, first_id, spawn)
         return storage, snapshot
+
+    async def _open_endpoint(self) -> ControlEndpoint | None:
+        """Listen for ``streamlet savepoint``; a job that cannot (no Unix sockets,
+        a path too long) runs without, and says so."""
+        config = self.options.checkpointing
+        assert config is not None and self.coordinator is not None
+        coordinator = self.coordinator
+
+        async def handle(command: str) -> dict[str, Any]:
+            if command != "savepoint":
+                return {"ok": False, "error": f"unknown command {command!r}"}
+            return {"ok": True, "checkpoint_id": await coordinator.trigger("savepoint")}
+
+        name = self.options.job_name
+        endpoint = ControlEndpoint(socket_path(name, config.storage_url(name)), handle)
+        try:
+            await endpoint.start()
+        except (OSError, NotImplementedError) as exc:
+            log.warning("job %r has no control endpoint (%s): 'streamlet savepoint' cannot "
+                        "reach it", name, exc)
+            return None
+        return endpoint
 
     def _restorable(self, storage: CheckpointStorage) -> Snapshot | None:
         """The checkpoint to start from, its incremental parts merged with the
