@@ -106,9 +106,9 @@ async def test_a_restored_job_resumes_window_state_and_commits_exactly_once(
 def test_from_iterable_resumes_after_a_failure_with_output_exactly_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # The clock moves one ms per record, so a checkpoint starts every 8 records
-    # (between batches of 4). The first run fails at record 30; the second, on
-    # the same records, resumes from the last complete checkpoint and commits
-    # what the failure-free run commits.
+    # (between batches of 4). The first run fails at record 30, once a checkpoint
+    # has completed; the second, on the same records, resumes from the last
+    # complete checkpoint and commits what the failure-free run commits.
     caplog.set_level(logging.INFO, "streamlet.checkpoints")
     records = [(f"k{i % 3}", i) for i in range(60)]
 
@@ -118,11 +118,16 @@ def test_from_iterable_resumes_after_a_failure_with_output_exactly_once(
             interval=8, storage=f"sqlite:///{out / 'c.db'}"))
 
         def tick(record: tuple[str, int]) -> tuple[str, int]:
-            if record[1] == fail_at:
-                raise RuntimeError("crash")
             clock.advance(1)
             return record
-        source = p.from_iterable(records).map(tick)
+
+        async def crash(record: tuple[str, int]) -> tuple[str, int]:
+            if record[1] == fail_at:  # once a checkpoint has committed part files
+                while not list((out / "out").glob("part-*")):
+                    await asyncio.sleep(0.001)
+                raise RuntimeError("crash")
+            return record
+        source = p.from_iterable(records).map(tick).map(crash)
         (source.key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1]))
          .to_files(out / "out"))
         p.run()

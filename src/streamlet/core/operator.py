@@ -22,6 +22,8 @@ from .batch import Batch
 from .graph import DEAD_LETTER
 from .mailbox import Action, Mailbox
 
+Acknowledge = Callable[[int, str, "OperatorState | KeyedRows | None"], None]
+
 
 class Output:
     """Where an operator's batches and control elements go."""
@@ -175,15 +177,11 @@ class OperatorContext:
     task the operator runs in."""
 
     def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
-                 max_parallelism: int, clock: Clock, mailbox: Mailbox,
-                 acknowledge: Callable[[int, str, OperatorState | KeyedRows | None], None]
-                 | None = None
-                 ) -> None:
+                 max_parallelism: int, clock: Clock, mailbox: Mailbox) -> None:
         self.spawn = spawn
         self.max_parallelism = max_parallelism
         self.clock = clock
         self.mailbox = mailbox
-        self.acknowledge = acknowledge
 
     def call_at(self, when: int, action: Action) -> TimerHandle:
         """Run ``action`` on this operator's task once processing time reaches ``when``."""
@@ -208,10 +206,11 @@ class Operator:
     def open(self, ctx: OperatorContext) -> None:
         """Called once before the first batch."""
 
-    def open_checkpoints(self, ctx: OperatorContext) -> None:
-        """Called once after ``open`` (and a restore), when checkpointing is on."""
-        self._acknowledge = ctx.acknowledge
-        self._max_parallelism = ctx.max_parallelism
+    def open_checkpoints(self, acknowledge: Acknowledge, max_parallelism: int) -> None:
+        """Called once after ``open`` (and a restore), when checkpointing is on:
+        ``acknowledge(checkpoint_id, name, state)`` hands a snapshot to the job."""
+        self._acknowledge: Acknowledge | None = acknowledge
+        self._max_parallelism = max_parallelism
 
     # -- checkpoints ------------------------------------------------------------------
 

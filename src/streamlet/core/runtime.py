@@ -160,10 +160,7 @@ class Job:
             if op is not None:
                 op.wire(fan_out(main), {tag: fan_out(outs) for tag, outs in side.items()})
                 mailbox = self.mailboxes[id(self.plan.task_of[node.id])]
-                coordinator = self.coordinator
-                op.open(OperatorContext(
-                    spawn, opts.max_parallelism, opts.clock, mailbox,
-                    None if coordinator is None else coordinator.acknowledge))
+                op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
             else:
                 self._source_outputs[node.id] = fan_out(main)
 
@@ -418,9 +415,7 @@ class Job:
             mailbox.in_use = True
             ops = [self.operators[n.id] for n in task.nodes if n.id in self.operators]
             for op in ops:
-                op.open_checkpoints(OperatorContext(
-                    lambda coro, name: None, opts.max_parallelism, opts.clock, mailbox,
-                    acknowledge))
+                op.open_checkpoints(acknowledge, opts.max_parallelism)
             reader = self.readers.get(task.head.id)
             names = [op.name for op in ops]
             start = None

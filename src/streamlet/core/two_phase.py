@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from streamlet.state.snapshots import OperatorState, dumps, loads
 
 from .batch import Batch
-from .operator import Operator, OperatorContext
+from .operator import Acknowledge, Operator, OperatorContext
 
 T = TypeVar("T")
 
@@ -79,8 +79,8 @@ class TwoPhaseCommitOperator(Operator):
     def open(self, ctx: OperatorContext) -> None:
         self.sink.open()
 
-    def open_checkpoints(self, ctx: OperatorContext) -> None:
-        super().open_checkpoints(ctx)
+    def open_checkpoints(self, acknowledge: Acknowledge, max_parallelism: int) -> None:
+        super().open_checkpoints(acknowledge, max_parallelism)
         self.checkpointing = True
 
     def _start(self) -> None:
