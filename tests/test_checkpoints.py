@@ -123,7 +123,7 @@ def test_from_iterable_resumes_after_a_failure_with_output_exactly_once(
 
         async def crash(record: tuple[str, int]) -> tuple[str, int]:
             if record[1] == fail_at:  # once a checkpoint has committed part files
-                while not list((out / "out").glob("part-*")):
+                while not list((out / "out").glob("part-*")):  # noqa: ASYNC110  # no event to wait on
                     await asyncio.sleep(0.001)
                 raise RuntimeError("crash")
             return record
