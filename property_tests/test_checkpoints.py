@@ -529,23 +529,17 @@ def test_keyed_state_and_timers_restored_continue_like_the_uninterrupted_run(
 
 
 @examples(40)
-@given(case=cases(kinds=("join",), late=False))
+@given(case=cases(kinds=("join",)))
 def test_an_interval_join_restored_continues_like_the_uninterrupted_run(case: Case) -> None:
     """Method A on an interval join: both sides' buffers and cleanup timers come
-    back. The watermark bound covers the records' disorder, so none is late:
-    with late records a restored join differs (see the xfail test below)."""
+    back, and so do the input gate's per-input watermarks, so records late in the
+    uninterrupted run are late after the restore too."""
     check_method_a(case)
 
 
-# -- what the properties found -------------------------------------------------------------
+# -- what the properties found (fixed: the gate's watermarks are checkpointed) -----------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: a task with several inputs (interval join, union) restarts its "
-    "InputGate's per-input watermarks at MIN after a restore, and the restored "
-    "assign_timestamps operators do not emit their restored watermark again, so the "
-    "combined watermark stays at MIN until every input's watermark rises past its "
-    "checkpointed value: records the uninterrupted run drops as late are joined"))
 def test_a_restored_interval_join_drops_the_records_the_uninterrupted_run_drops() -> None:
     """Shrunk from the join property with late records. The left record at 0 is
     checkpointed (left watermark -1, right none yet). After the restore the right
@@ -559,13 +553,10 @@ def test_a_restored_interval_join_drops_the_records_the_uninterrupted_run_drops(
     expected, got, _ = run_method_a(case)
     assert expected.main == [(("a", "0.", "1.", 0, 0), 0)]
     assert expected.operators == {"join": {"dropped_late": 2}}
-    assert got.main == expected.main  # got: also (("a", "2.", "3.", -2, -2), -2)
-    assert got.operators == expected.operators  # got: dropped_late 0
+    assert got.main == expected.main  # once also (("a", "2.", "3.", -2, -2), -2)
+    assert got.operators == expected.operators  # once dropped_late 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: the watermark of a union of two timestamped inputs restarts at MIN "
-    "after a restore (the same InputGate bug as the interval join's)"))
 def test_a_restored_union_of_timestamped_inputs_keeps_its_watermark(tmp_path: Path) -> None:
     """Windows behind a union of two inputs that each have event time: ("a", 5)
     comes after the combined watermark 9 and is late in the uninterrupted run; after

@@ -219,6 +219,19 @@ class InputGate:
             finally:
                 self._waiter = None
 
+    def state(self) -> tuple[list[int], list[bool], int, bool]:
+        """Each input's watermark and idleness and the combined ones, for a
+        checkpoint: restored, an input does not hold event time back to where
+        it was before the checkpoint, nor let records through as on time that
+        the uninterrupted run found late."""
+        return list(self._watermarks), list(self._idle), self.watermark, self.idle
+
+    def restore(self, state: tuple[list[int], list[bool], int, bool]) -> None:
+        watermarks, idle, self.watermark, self.idle = state
+        if len(watermarks) == len(self._watermarks):
+            self._watermarks = list(watermarks)
+            self._idle = list(idle)
+
     def _aligned(self) -> Barrier | None:
         """The barrier, once every open input has delivered it (Flink's aligned
         checkpoints: an input that has passed the barrier is not read until then,

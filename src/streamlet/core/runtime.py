@@ -42,6 +42,11 @@ from .source import SourceReader
 
 log = logging.getLogger("streamlet.checkpoints")
 
+
+def _gate_name(task: TaskSpec) -> str:
+    """Under what name a task's input gate keeps its inputs' watermarks."""
+    return f"{task.head.name}#inputs"
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     batch_size: int = 1024
@@ -123,6 +128,7 @@ class Job:
         self.mailboxes: dict[int, Mailbox] = {id(t): Mailbox() for t in plan.tasks}
         self.coordinator: CheckpointCoordinator | None = None
         self.participants: dict[int, Participant] = {}  # by id(task)
+        self.gates: dict[int, InputGate] = {}  # by id(task), for tasks that read channels
         self.restored_from: int | None = None
         self.running = asyncio.Event()  # set once every task has started
         self._increments: dict[str, int] = {}  # operator -> increments its restore merged
@@ -233,6 +239,9 @@ class Job:
             elif kind is WatermarkStatus:
                 await head.on_status(item.idle)
             elif kind is Barrier:
+                if self.coordinator is not None and len(gate.channels) > 1:
+                    self.coordinator.acknowledge(item.checkpoint_id, _gate_name(task),
+                                                 OperatorState(dumps(gate.state()), {}))
                 await head.on_barrier(item.checkpoint_id)
             elif item is MAIL:
                 await mailbox.run_all()
@@ -253,6 +262,11 @@ class Job:
             if self.options.checkpointing is not None:
                 storage, snapshot = await self._open_checkpoints(supervisor.spawn)
             self._build(supervisor.spawn)
+            for task in self.plan.tasks:
+                if not task.is_source:
+                    self.gates[id(task)] = InputGate(
+                        [self.channels[(task.head.id, i)] for i in range(len(task.head.inputs))],
+                        rng, self.mailboxes[id(task)])
             if self.coordinator is not None:
                 self._restore(snapshot)
                 self._join_checkpoints()
@@ -261,10 +275,7 @@ class Job:
                 if task.is_source:
                     coro = self._run_source(task, self._source_outputs[task.head.id])
                 else:
-                    gate = InputGate([self.channels[(task.head.id, i)]
-                                      for i in range(len(task.head.inputs))], rng,
-                                     self.mailboxes[id(task)])
-                    coro = self._run_gate(task, gate)
+                    coro = self._run_gate(task, self.gates[id(task)])
                 main.append(supervisor.spawn(coro, f"task {task.name}"))
             if self.coordinator is not None:
                 self.coordinator.start()
@@ -382,14 +393,20 @@ class Job:
         config = self.options.checkpointing
         assert config is not None
         names = {node.name: node.id for node in self.plan.graph.nodes}
-        unknown = sorted(set(snapshot.operators) - set(names))
+        gate_names = {_gate_name(task) for task in self.plan.tasks if not task.is_source}
+        unknown = sorted(set(snapshot.operators) - set(names) - gate_names)
         if unknown and not config.allow_non_restored_state:
             raise CheckpointError(
                 f"checkpoint {snapshot.checkpoint_id} of job {snapshot.job!r} has state for "
                 f"operators this job does not have: {unknown}. Give those operators their "
                 "old names (name=...), or pass Checkpointing(allow_non_restored_state=True) "
                 "to drop their state.")
+        gates = {_gate_name(task): gate for task in self.plan.tasks
+                 if (gate := self.gates.get(id(task))) is not None}
         for name, state in snapshot.operators.items():
+            if name in gates:
+                gates[name].restore(loads(state.meta))
+                continue
             node_id = names.get(name)
             if node_id is None:
                 continue
@@ -418,12 +435,15 @@ class Job:
                 op.open_checkpoints(acknowledge, opts.max_parallelism)
             reader = self.readers.get(task.head.id)
             names = [op.name for op in ops]
+            gate = self.gates.get(id(task))
+            if gate is not None and len(gate.channels) > 1:
+                names.insert(0, _gate_name(task))
             start = None
             if reader is not None:
                 names.insert(0, task.head.name)
                 start = self._source_start(task, reader)
             participant = Participant(names, start, mailbox.post,
-                                      self._final_states(task, reader, ops),
+                                      self._final_states(task, reader, ops, names),
                                       self._notifier(ops))
             self.participants[id(task)] = participant
             coordinator.participants.append(participant)
@@ -440,14 +460,17 @@ class Job:
             await output.barrier(checkpoint_id)
         return start
 
-    def _final_states(self, task: TaskSpec, reader: SourceReader | None, ops: list[Operator]
-                      ) -> Any:
+    def _final_states(self, task: TaskSpec, reader: SourceReader | None, ops: list[Operator],
+                      names: list[str]) -> Any:
         maxp = self.options.max_parallelism
+        gate = self.gates.get(id(task))
 
         def final_states(checkpoint_id: int) -> dict[str, OperatorState | KeyedRows | None]:
             states: dict[str, OperatorState | KeyedRows | None] = {}
             if reader is not None:
                 states[task.head.name] = OperatorState(dumps(reader.position()), {})
+            if gate is not None and _gate_name(task) in names:
+                states[_gate_name(task)] = OperatorState(dumps(gate.state()), {})
             for op in ops:
                 states[op.name] = op.snapshot_state(checkpoint_id, maxp)
             return states
