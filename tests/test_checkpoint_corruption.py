@@ -224,20 +224,14 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_output_stays_exactly_onc
 
 
 
-class DuplicatedOutput(AssertionError):
-    """The committed output holds records twice: the bug the xfail below expects."""
-
-
-@pytest.mark.xfail(strict=True, raises=DuplicatedOutput, reason=(
-    "engine bug: after falling back past two damaged checkpoints, the part files those "
-    "checkpoints committed stay visible; FileSink replaces them only by name, as the "
-    "replay commits parts with the same numbers, so a replay that commits fewer parts "
-    "(here: a longer checkpoint interval on restart, so one final part) leaves the old "
-    "part-00000002 in place and its 8 records are committed twice"))
 @pytest.mark.parametrize("kind", ["sqlite", "file"])
 def test_falling_back_past_two_damaged_checkpoints_commits_no_record_twice(
         kind: str, tmp_path: Path, expected: list[Any],
         caplog: pytest.LogCaptureFixture) -> None:
+    """Found by this file: the part files the two damaged checkpoints had committed
+    stayed visible, and a replay that cut its output into fewer parts (a longer
+    interval, so one final part) left the old part-00000002 beside it: 8 records
+    twice. The sink now removes, on start, the part files it does not continue."""
     caplog.set_level(logging.DEBUG, "streamlet.checkpoints")
     with pytest.raises(sl.UserFunctionError, match="crash"):
         run(tmp_path, kind, fail=True)
@@ -249,9 +243,6 @@ def test_falling_back_past_two_damaged_checkpoints_commits_no_record_twice(
     caplog.clear()
     run(tmp_path, kind, interval=10_000)  # no checkpoint before the final one
     assert f"job {JOB!r} restored from checkpoint {newest - 2}" in caplog.text
-    rows = committed(tmp_path / "out")
-    if rows != expected:
-        parts = {p.name: len(p.read_text().splitlines())
-                 for p in sorted((tmp_path / "out").glob("part-*"))}
-        raise DuplicatedOutput(f"{len(rows)} records committed, {len(expected)} expected; "
-                               f"records per part file: {parts}")
+    parts = {p.name: len(p.read_text().splitlines())
+             for p in sorted((tmp_path / "out").glob("part-*"))}
+    assert committed(tmp_path / "out") == expected, parts

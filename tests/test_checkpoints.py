@@ -418,3 +418,46 @@ async def test_incremental_checkpoints_of_sqlite_state_restore_whole_after_many_
         assert job.restored_from == 25
     assert committed(crashed / "out") == committed(tmp_path / "clean" / "out")
     assert len(committed(crashed / "out")) == 400
+
+
+@pytest.mark.parametrize("restart", ["older", "none"])
+async def test_starting_behind_committed_output_commits_each_record_once(
+        restart: str, tmp_path: Path) -> None:
+    # The first run commits part 0 (records 0-19, checkpoint 1), part 1 (20-29,
+    # checkpoint 2) and part 2 (30-39, the final checkpoint). Started again from
+    # checkpoint 1 (or, its storage gone, from nothing), the replay cuts its output
+    # differently: part 1 now holds 20-39. The old part 2 must go, or records
+    # 30-39 would be there twice.
+    records = list(range(40))
+
+    def pipeline() -> tuple[sl.Pipeline, TestSource]:
+        p = sl.Pipeline("replay", batch_size=4, clock=ManualClock(0),
+                        checkpointing=sl.Checkpointing(storage=storage(tmp_path)))
+        source = TestSource()
+        p.from_source(source, name="source").to_files(tmp_path / "out")
+        return p, source
+
+    p, source = pipeline()
+    async with start(p, source) as job:
+        source.add_all(records[:20])
+        await job.settle()
+        assert await job.checkpoint() == 1
+        source.add_all(records[20:30])
+        await job.settle()
+        await job.checkpoint()
+        source.add_all(records[30:])
+        source.end()
+        await job.finish()
+    assert len(list((tmp_path / "out").glob("part-*"))) == 3
+    p, source = pipeline()
+    if restart == "older":
+        source.add_all(records[20:])
+        source.end()
+        assert (await p.run_async(from_checkpoint=1)).restored_from == 1
+    else:
+        (tmp_path / "checkpoints.db").unlink()
+        source.add_all(records)
+        source.end()
+        await p.run_async()
+    assert committed(tmp_path / "out") == records
+    assert hidden(tmp_path / "out") == []

@@ -12,6 +12,7 @@ its part files the same names a failure-free run would have.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from streamlet.core.two_phase import TwoPhaseCommitSink
 from streamlet.errors import CheckpointError, StreamletConfigError, short_repr
 
 FORMATS = ("jsonl", "text")
+_PART = re.compile(r"part-(\d+)\.[a-z]+")
 
 
 def _jsonl(value: Any) -> bytes:
@@ -131,10 +133,21 @@ class FileSink(TwoPhaseCommitSink[FileTransaction]):
         (self.directory / transaction.hidden).unlink(missing_ok=True)
 
     def clean_up(self, known: list[FileTransaction]) -> None:
+        """Remove what this run does not continue: hidden files no checkpoint knows
+        of, and part files numbered from ``next_part`` on. Those were committed by
+        checkpoints newer than the one restored (a fallback past damaged ones, a
+        start from an older savepoint, a start without state): the replay writes
+        their records again, maybe cut at other places, so keeping them would
+        show some records twice."""
         keep = {t.hidden for t in known}
         for path in self.directory.glob(".part-*"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
+        for path in self.directory.glob("part-*"):
+            number = _PART.fullmatch(path.name)
+            if number is not None and int(number.group(1)) >= self.next_part:
+                path.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
 
     def close(self) -> None:
         if self._file is not None:
