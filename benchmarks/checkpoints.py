@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import streamlet as sl
-from streamlet.state.checkpoint_storage import open_storage
 from benchmarks.workloads import (
     W2_SIZE_MS,
     W2P_STRATEGY,
@@ -36,6 +35,8 @@ from benchmarks.workloads import (
     w2p_timestamp,
     w2p_user,
 )
+from streamlet.core.checkpoints import CheckpointStats
+from streamlet.state.checkpoint_storage import open_storage
 
 
 def w2_run(events: list[Event], storage: str | None) -> tuple[float, sl.JobResult]:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     events = generate_events(args.events)
     plain: list[float] = []
     checkpointed: list[float] = []
-    stats: list[sl.core.checkpoints.CheckpointStats] = []  # type: ignore[name-defined]
+    stats: list[CheckpointStats] = []
     for _ in range(args.repeat):
         seconds, _ = w2_run(events, None)
         plain.append(seconds)
