@@ -178,3 +178,17 @@ def test_savepoint_of_a_running_job_from_another_process(tmp_path: Path) -> None
     missing = _run("savepoint", "served.py:pipeline", cwd=tmp_path)  # the job is gone
     assert missing.returncode == 1
     assert "no running job answers" in missing.stderr
+
+
+def test_run_says_when_a_job_resumed_from_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "totals.py").write_text(
+        "import streamlet as sl\n"
+        "pipeline = sl.Pipeline('totals', checkpointing=sl.Checkpointing(\n"
+        "    storage='sqlite:///state/totals.db'))\n"
+        "pipeline.from_iterable([1, 2, 3]).to_files('out')\n")
+    first = _run("run", "totals.py:pipeline", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "job 'totals' finished; last checkpoint 1" in first.stderr
+    again = _run("run", "totals.py:pipeline", cwd=tmp_path)
+    assert "job 'totals' finished (resumed from checkpoint 1); last checkpoint 2" in (
+        again.stderr)

@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "savepoint":
             return _savepoint(pipeline)
-        pipeline.run(from_checkpoint=args.from_checkpoint)
+        result = pipeline.run(from_checkpoint=args.from_checkpoint)
     except KeyboardInterrupt:
         print("streamlet: cancelled (Ctrl-C); every task stopped and every sink closed",
               file=sys.stderr)
@@ -221,7 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamletError as exc:
         print(f"streamlet: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"streamlet: job {pipeline.name!r} finished", file=sys.stderr)
+    resumed = ("" if result.restored_from is None
+               else f" (resumed from checkpoint {result.restored_from})")
+    done = (f"; last checkpoint {result.checkpoints[-1].checkpoint_id}"
+            if result.checkpoints else "")
+    print(f"streamlet: job {pipeline.name!r} finished{resumed}{done}", file=sys.stderr)
     return 0
 
 
