@@ -10,6 +10,7 @@ from typing import Any
 
 from ._stream import Stream
 from .connectors.collections import AsyncIterableReader, IterableReader
+from .connectors.kafka import KafkaSource
 from .core.checkpoints import Checkpointing
 from .core.graph import Graph
 from .core.plan import Plan, compile_graph
@@ -131,6 +132,34 @@ class Pipeline:
         def make(node_name: str) -> SourceReader:
             return AsyncIterableReader(node_name, iterable, size)
         return self._source(name, "from_async_iterable", make)
+
+    def from_kafka(self, topics: str | Iterable[str], *, bootstrap_servers: str,
+                   group_id: str | None = None, value_format: Any = "json",
+                   key_format: Any = None, start: str | int = "earliest",
+                   bounded: bool = False, dead_letter_topic: str | None = None,
+                   name: str | None = None, **client_options: Any) -> Stream:
+        """Read Kafka topics, one split per partition; each record's Kafka timestamp
+        is its event time (``.with_watermarks(strategy)`` for watermarks).
+
+        ``value_format``/``key_format``: ``"json"``, ``"str"``, ``"bytes"`` or a
+        function of the bytes (the key is dropped unless ``key_format`` is given).
+        ``start``: ``"earliest"``, ``"latest"``, ``"committed"`` (the group's
+        offsets) or a timestamp in ms; a restored job starts at its checkpoint.
+        ``bounded=True`` reads up to the end offsets found at start, then ends.
+        Records that cannot be decoded go to ``dead_letter_topic`` (with
+        headers naming topic, partition, offset and error), or fail the job.
+        Other keyword arguments (``security_protocol``, ``sasl_*``,
+        ``ssl_context``, ...) go to aiokafka's consumer. See docs/kafka.md.
+        """
+        source = KafkaSource(topics, bootstrap_servers=bootstrap_servers, group_id=group_id,
+                             value_format=value_format, key_format=key_format, start=start,
+                             bounded=bounded, dead_letter_topic=dead_letter_topic,
+                             client_options=client_options)
+        size = self.settings.batch_size
+
+        def make(node_name: str) -> SourceReader:
+            return source.create_reader(node_name, size)
+        return self._source(name, "from_kafka", make)
 
     def from_source(self, source: Source, *, name: str | None = None) -> Stream:
         """Read any ``Source``: an object whose ``create_reader(name, batch_size)``

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .connectors.files import FileSink
+from .connectors.kafka import KafkaSinkOperator, serializer
 from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
 from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
@@ -402,6 +403,22 @@ class Stream(_Outputs):
                          on_error=mode)
         return Stream(self._pipeline, node)
 
+    def with_watermarks(self, strategy: WatermarkStrategy, *, name: str | None = None
+                        ) -> Stream:
+        """Generate watermarks with ``strategy`` from the event time the records
+        already have (a Kafka source gives each record its Kafka timestamp), per
+        source split (a Kafka partition), with the strategy's idleness."""
+        if not isinstance(strategy, WatermarkStrategy):
+            raise StreamletConfigError(
+                f"with_watermarks() takes a sl.WatermarkStrategy, not {strategy!r}")
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name, "with_watermarks")
+
+        def make() -> Operator:
+            return AssignTimestampsOperator(node_name, None, strategy, "fail")
+        node = graph.add("assign_timestamps", node_name, [self._input()], make_operator=make)
+        return Stream(self._pipeline, node)
+
     def process(self, function: ProcessFunction, *, name: str | None = None,
                 on_error: str | None = None) -> Stream:
         """Run a ``ProcessFunction`` over every record (no keyed state or timers here)."""
@@ -485,6 +502,30 @@ class Stream(_Outputs):
         FileSink(directory, format, "to_files")  # check the arguments now
         return self._two_phase_node(lambda node_name: FileSink(directory, format, node_name),
                                     name, "to_files")
+
+    def to_kafka(self, topic: str, *, bootstrap_servers: str,
+                 key: Callable[[Any], Any] | None = None, value_format: Any = "json",
+                 key_format: Any = "str", delivery: str = "at-least-once",
+                 name: str | None = None, **client_options: Any) -> Sink:
+        """Write every record to ``topic``: its value as ``value_format`` (``"json"``,
+        ``"str"``, ``"bytes"`` or a function returning bytes), keyed by ``key(record)``
+        (as ``key_format``), with the record's event time as the Kafka timestamp.
+        ``delivery="at-least-once"`` waits for every acknowledgement at each
+        checkpoint. Other keyword arguments go to aiokafka's producer."""
+        if delivery != "at-least-once":
+            raise StreamletConfigError(
+                f"to_kafka(delivery={delivery!r}): this version delivers 'at-least-once'; "
+                "exactly-once to Kafka is not built yet")
+        serializer(value_format, "value_format")  # check the arguments now
+        serializer(key_format, "key_format")
+        graph = self._pipeline.graph
+        node_name = graph.unique_name(name, "to_kafka")
+
+        def make() -> Operator:
+            return KafkaSinkOperator(node_name, topic, bootstrap_servers, key, value_format,
+                                     key_format, client_options)
+        node = graph.add("sink", node_name, [self._input()], make_operator=make)
+        return Sink(self._pipeline, node)
 
     def _two_phase_node(self, make_sink: Callable[[str], TwoPhaseCommitSink[Any]],
                         name: str | None, default: str) -> Sink:

@@ -444,7 +444,7 @@ class Job:
                 start = self._source_start(task, reader)
             participant = Participant(names, start, mailbox.post,
                                       self._final_states(task, reader, ops, names),
-                                      self._notifier(ops))
+                                      self._notifier(reader, ops))
             self.participants[id(task)] = participant
             coordinator.participants.append(participant)
 
@@ -477,8 +477,10 @@ class Job:
         return final_states
 
     @staticmethod
-    def _notifier(ops: list[Operator]) -> Any:
+    def _notifier(reader: SourceReader | None, ops: list[Operator]) -> Any:
         async def notify(checkpoint_id: int) -> None:
+            if reader is not None:
+                await reader.notify_checkpoint_complete(checkpoint_id)
             for op in ops:
                 await op.notify_checkpoint_complete(checkpoint_id)
         return notify

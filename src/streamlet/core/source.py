@@ -38,6 +38,10 @@ class SourceReader:
             "to seek to. Use a source that can (from_iterable, Kafka, or a Source whose "
             "reader implements position() and seek()), or start without the checkpoint.")
 
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """The checkpoint that last asked for ``position()`` is durable (a Kafka
+        source commits those offsets to Kafka, for monitoring)."""
+
     async def close(self) -> None:
         """Release what the reader holds; called once, however the job ends."""
 

@@ -56,7 +56,7 @@ class _Split:
 
 
 class AssignTimestampsOperator(Operator):
-    def __init__(self, name: str, extractor: Callable[[Any], Any],
+    def __init__(self, name: str, extractor: Callable[[Any], Any] | None,
                  strategy: WatermarkStrategy, on_error: str) -> None:
         self.name = name
         self.extractor = extractor
@@ -76,6 +76,14 @@ class AssignTimestampsOperator(Operator):
     # -- records ------------------------------------------------------------------
 
     async def process(self, batch: Batch) -> None:
+        if self.extractor is None:  # with_watermarks: the records already have event time
+            if batch.timestamps is None:
+                raise InvalidTimestampError(
+                    self.name, "with_watermarks() needs records that already have "
+                    "timestamps (a Kafka source gives each record its own); give them event "
+                    "time with assign_timestamps(extractor, strategy) instead")
+            await self._emit(batch.values, batch.keys, batch.timestamps, batch.split)
+            return
         dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
         raw: list[Any] = []
         extend = raw.extend
@@ -93,9 +101,13 @@ class AssignTimestampsOperator(Operator):
             await self.emit_dead_letters(dead)
         if not values:
             return
-        split = self._split(batch.split)
+        await self._emit(values, keys, timestamps, batch.split)
+
+    async def _emit(self, values: list[Any], keys: list[Any] | None, timestamps: list[int],
+                    split_id: Any) -> None:
+        split = self._split(split_id)
         punctuated = split.generator.on_batch(values, timestamps)
-        await self.output.push(Batch(values, keys, timestamps, batch.split))
+        await self.output.push(Batch(values, keys, timestamps, split_id))
         periodic = split.generator.on_periodic_emit()
         for wm in (punctuated, periodic):
             if wm is not None and wm > split.watermark:

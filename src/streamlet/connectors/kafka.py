@@ -1,0 +1,354 @@
+"""Kafka in and out, on aiokafka: ``pipeline.from_kafka(...)``, ``stream.to_kafka(...)``.
+
+The source assigns itself every partition of its topics (no consumer-group
+rebalancing: which records a job has read is in its checkpoints, not in
+Kafka) and reads them with ``getmany``, a batch per partition, so that each
+partition is a split with its own watermark downstream. Each record's Kafka
+timestamp is its event time (``with_watermarks(strategy)`` makes watermarks
+from it). The offsets are the source's position in every checkpoint; when a
+checkpoint completes they are also committed to Kafka under ``group_id``, for
+monitoring tools only. With ``bounded=True`` the source reads up to the end
+offsets it finds when it starts, then ends, so the same job runs as a batch
+job. New partitions are picked up while running.
+
+A record that cannot be deserialized goes to ``dead_letter_topic`` with
+headers naming its topic, partition, offset and the error, and the job goes
+on; without a dead-letter topic the job fails, naming the record.
+
+The sink builds one aiokafka batch per partition (the key's partition by
+Kafka's murmur2, as the Java client picks it) and sends it with one await,
+and at every checkpoint barrier (and at the end) waits until everything
+sent is acknowledged: at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from streamlet.core.batch import Batch
+from streamlet.core.operator import Operator
+from streamlet.core.source import Source, SourceReader
+from streamlet.errors import SourceError, StreamletConfigError, short_repr
+
+log = logging.getLogger("streamlet.kafka")
+
+FORMATS = ("json", "bytes", "str")
+Format = str | Callable[[bytes], Any]
+_DISCOVER_EVERY = 50  # polls between looks for new partitions
+_partitioner = DefaultPartitioner()  # Kafka's murmur2 of the key, as the Java client
+
+
+def deserializer(fmt: Format | None, what: str) -> Callable[[bytes | None], Any]:
+    if fmt is None or fmt == "bytes":
+        return lambda data: data
+    if fmt == "json":
+        return lambda data: None if data is None else orjson.loads(data)
+    if fmt == "str":
+        return lambda data: None if data is None else data.decode()
+    if callable(fmt):
+        parse: Callable[[bytes | None], Any] = fmt  # type: ignore[assignment]
+        return parse
+    raise StreamletConfigError(
+        f"{what}={fmt!r}: use one of {', '.join(FORMATS)} or a function of the bytes")
+
+
+def serializer(fmt: Format | None, what: str) -> Callable[[Any], bytes | None]:
+    if fmt == "json":
+        return orjson.dumps
+    if fmt == "str":
+        return lambda value: str(value).encode()
+    if fmt is None or fmt == "bytes":
+        return lambda value: value
+    if callable(fmt):
+        return fmt
+    raise StreamletConfigError(
+        f"{what}={fmt!r}: use one of {', '.join(FORMATS)} or a function returning bytes")
+
+
+class KafkaSource(Source):
+    def __init__(self, topics: str | Iterable[str], *, bootstrap_servers: str,
+                 group_id: str | None, value_format: Format, key_format: Format | None,
+                 start: str | int, bounded: bool, dead_letter_topic: str | None,
+                 client_options: dict[str, Any]) -> None:
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        if not self.topics:
+            raise StreamletConfigError("from_kafka() needs at least one topic")
+        if start not in ("earliest", "latest", "committed") and not (
+                isinstance(start, int) and not isinstance(start, bool)):
+            raise StreamletConfigError(
+                f"from_kafka(start={start!r}): use 'earliest', 'latest', 'committed' or a "
+                "timestamp in ms")
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.value = deserializer(value_format, "value_format")
+        self.key = None if key_format is None else deserializer(key_format, "key_format")
+        self.start = start
+        self.bounded = bounded
+        self.dead_letter_topic = dead_letter_topic
+        self.client_options = client_options
+
+    def create_reader(self, name: str, batch_size: int) -> SourceReader:
+        return KafkaReader(self, name, batch_size)
+
+
+class KafkaReader(SourceReader):
+    def __init__(self, source: KafkaSource, name: str, batch_size: int) -> None:
+        self.source = source
+        self.name = name
+        self.batch_size = batch_size
+        self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self._restored: dict[tuple[str, int], int] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dead_letters: AIOKafkaProducer | None = None
+        self._ready: deque[Batch] = deque()
+        self._ends: dict[TopicPartition, int] | None = None
+        self._polls = 0
+        self._handed_out: dict[tuple[str, int], int] = {}
+
+    # -- positions ---------------------------------------------------------------------
+
+    def position(self) -> dict[tuple[str, int], int]:
+        position = {(tp.topic, tp.partition): offset for tp, offset in self.offsets.items()}
+        self._handed_out = position
+        return position
+
+    def seek(self, position: Any) -> None:
+        self._restored = dict(position)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Commit the offsets of the checkpoint to Kafka, for monitoring tools."""
+        consumer = self._consumer
+        if consumer is None or self.source.group_id is None or not self._handed_out:
+            return
+        try:
+            await consumer.commit({TopicPartition(t, p): o
+                                   for (t, p), o in self._handed_out.items()})
+        except Exception as exc:  # monitoring only: the checkpoint holds the truth
+            log.warning("source %r: could not commit offsets to Kafka: %s", self.name, exc)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _open(self) -> AIOKafkaConsumer:
+        source = self.source
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=source.bootstrap_servers, group_id=source.group_id,
+            enable_auto_commit=False, isolation_level="read_committed",
+            auto_offset_reset="earliest", **source.client_options)
+        await consumer.start()
+        self._consumer = consumer
+        await self._assign(await self._partitions())
+        if source.bounded:
+            self._ends = await consumer.end_offsets(list(self.offsets))
+        if source.dead_letter_topic is not None:
+            self._dead_letters = AIOKafkaProducer(
+                bootstrap_servers=source.bootstrap_servers, acks="all",
+                **{k: v for k, v in source.client_options.items() if k in _SHARED_OPTIONS})
+            await self._dead_letters.start()
+        log.info("source %r reads %s from %s (%d partitions)%s", self.name, source.topics,
+                 source.bootstrap_servers, len(self.offsets),
+                 " up to their current end" if source.bounded else "")
+        return consumer
+
+    async def _partitions(self) -> list[TopicPartition]:
+        consumer = self._consumer
+        assert consumer is not None
+        await consumer.topics()  # refresh the metadata
+        found: list[TopicPartition] = []
+        for topic in self.source.topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise SourceError(self.name, f"topic {topic!r}", LookupError(
+                    f"topic {topic!r} does not exist on {self.source.bootstrap_servers}"))
+            found.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        return found
+
+    async def _assign(self, partitions: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        new = [tp for tp in partitions if tp not in self.offsets]
+        if not new:
+            return
+        consumer.assign(list(self.offsets) + new)
+        restored = self._restored or {}
+        start = self.source.start
+        for tp in new:
+            offset = restored.get((tp.topic, tp.partition))
+            if offset is not None:
+                consumer.seek(tp, offset)
+            elif self._restored is not None or start == "earliest":
+                # restored from a checkpoint that had not seen it: a new partition
+                await consumer.seek_to_beginning(tp)
+            elif start == "latest":
+                await consumer.seek_to_end(tp)
+            elif start == "committed":
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            else:
+                found = await consumer.offsets_for_times({tp: start})
+                at = found.get(tp)
+                if at is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, at.offset)
+            self.offsets[tp] = await consumer.position(tp)
+
+    async def next_batch(self) -> Batch | None:
+        consumer = self._consumer or await self._open()
+        ready = self._ready
+        while not ready:
+            if self._ends is not None and all(
+                    self.offsets[tp] >= end for tp, end in self._ends.items()):
+                return None
+            self._polls += 1
+            if self._ends is None and self._polls % _DISCOVER_EVERY == 0:
+                await self._assign(await self._partitions())
+            data = await consumer.getmany(timeout_ms=100, max_records=self.batch_size)
+            if not data:
+                return Batch([])  # nothing yet: let the task take a turn
+            for tp, polled in data.items():
+                end = None if self._ends is None else self._ends.get(tp)
+                records = polled if end is None else [r for r in polled if r.offset < end]
+                if not records:
+                    consumer.pause(tp)
+                    continue
+                batch = await self._decode(tp, records)
+                self.offsets[tp] = records[-1].offset + 1
+                if end is not None and self.offsets[tp] >= end:
+                    consumer.pause(tp)
+                if batch.values:
+                    ready.append(batch)
+        return ready.popleft()
+
+    async def _decode(self, tp: TopicPartition, records: list[Any]) -> Batch:
+        value_of = self.source.value
+        try:
+            values = [value_of(r.value) for r in records]
+        except Exception:
+            values = []
+            kept: list[Any] = []
+            for record in records:
+                try:
+                    values.append(value_of(record.value))
+                    kept.append(record)
+                except Exception as exc:
+                    await self._dead_letter(record, exc)
+            records = kept
+        return Batch(values, None, [r.timestamp for r in records], (tp.topic, tp.partition))
+
+    async def _dead_letter(self, record: Any, exc: Exception) -> None:
+        where = f"topic {record.topic!r} partition {record.partition} offset {record.offset}"
+        producer = self._dead_letters
+        if producer is None:
+            raise SourceError(self.name, where, exc) from exc
+        headers = [("streamlet.topic", record.topic.encode()),
+                   ("streamlet.partition", str(record.partition).encode()),
+                   ("streamlet.offset", str(record.offset).encode()),
+                   ("streamlet.error", f"{type(exc).__name__}: {exc}"[:1000].encode())]
+        assert self.source.dead_letter_topic is not None
+        await producer.send_and_wait(self.source.dead_letter_topic, record.value,
+                                     key=record.key, headers=headers)
+        log.warning("source %r: %s cannot be read (%s: %s); sent to %r", self.name, where,
+                    type(exc).__name__, short_repr(str(exc), 200),
+                    self.source.dead_letter_topic)
+
+    async def close(self) -> None:
+        for client in (self._consumer, self._dead_letters):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._dead_letters = None
+
+
+_SHARED_OPTIONS = frozenset({
+    "security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username",
+    "sasl_plain_password", "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
+    "sasl_oauth_token_provider", "client_id", "request_timeout_ms", "api_version"})
+
+
+class KafkaSinkOperator(Operator):
+    """At-least-once: sends without waiting, and waits for every acknowledgement
+    at each barrier and at the end, so a completed checkpoint's output is in Kafka."""
+
+    def __init__(self, name: str, topic: str, bootstrap_servers: str,
+                 key: Callable[[Any], Any] | None, value_format: Format,
+                 key_format: Format | None, client_options: dict[str, Any]) -> None:
+        self.name = name
+        self.topic = topic
+        self.bootstrap_servers = bootstrap_servers
+        self.key = key
+        self.value = serializer(value_format, "value_format")
+        self.key_bytes = serializer(key_format if key_format is not None else "str",
+                                    "key_format")
+        self.client_options = client_options
+        self.producer: AIOKafkaProducer | None = None
+        self.in_flight: list[asyncio.Future[Any]] = []
+        self.partitions: list[int] | None = None
+        self._next = 0  # round robin for records without a key
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers,
+                                             acks="all", **self.client_options)
+            await self.producer.start()
+        return self.producer
+
+    async def process(self, batch: Batch) -> None:
+        """Records go into one aiokafka batch per partition (built without an
+        await per record), and each full or final batch is sent with one await."""
+        producer = await self._producer()
+        if self.partitions is None:
+            self.partitions = sorted(await producer.partitions_for(self.topic))
+        partitions = self.partitions
+        value, key_of, key_bytes = self.value, self.key, self.key_bytes
+        timestamps = batch.timestamps
+        builders: dict[int, Any] = {}
+        for i, record in enumerate(batch.values):
+            key = None if key_of is None else key_bytes(key_of(record))
+            if key is None:
+                partition = partitions[self._next % len(partitions)]
+                self._next += 1
+            else:
+                partition = _partitioner(key, partitions, partitions)
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            ts = None if timestamps is None else max(timestamps[i], 0)
+            if builder.append(timestamp=ts, key=key, value=value(record)) is None:
+                await self._send(producer, builder, partition)  # full: send, start anew
+                builder = builders[partition] = producer.create_batch()
+                builder.append(timestamp=ts, key=key, value=value(record))
+        for partition, builder in builders.items():
+            await self._send(producer, builder, partition)
+        if len(self.in_flight) > 1_000:
+            await self._flush()
+
+    async def _send(self, producer: AIOKafkaProducer, builder: Any, partition: int) -> None:
+        self.in_flight.append(await producer.send_batch(builder, self.topic,
+                                                        partition=partition))
+
+    async def _flush(self) -> None:
+        in_flight, self.in_flight = self.in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)
+
+    async def prepare_snapshot(self, checkpoint_id: int) -> None:
+        await self._flush()
+
+    async def end_input(self) -> None:
+        await self._flush()
+        await self.end_outputs()
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
