@@ -160,10 +160,12 @@ class KafkaReader(SourceReader):
     async def _partitions(self) -> list[TopicPartition]:
         consumer = self._consumer
         assert consumer is not None
-        await consumer.topics()  # refresh the metadata
+        # all topics' metadata, fresh: partitions_for_topic() only knows topics the
+        # consumer subscribed to, and this one assigns partitions itself
+        cluster = await consumer._client.fetch_all_metadata()
         found: list[TopicPartition] = []
         for topic in self.source.topics:
-            partitions = consumer.partitions_for_topic(topic)
+            partitions = cluster.partitions_for_topic(topic)
             if not partitions:
                 raise SourceError(self.name, f"topic {topic!r}", LookupError(
                     f"topic {topic!r} does not exist on {self.source.bootstrap_servers}"))
