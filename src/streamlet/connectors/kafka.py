@@ -178,6 +178,7 @@ class KafkaReader(SourceReader):
         new = [tp for tp in partitions if tp not in self.offsets]
         if not new:
             return
+        discovered = bool(self.offsets)  # the job was already reading: these are new
         consumer.assign(list(self.offsets) + new)
         restored = self._restored or {}
         start = self.source.start
@@ -185,8 +186,9 @@ class KafkaReader(SourceReader):
             offset = restored.get((tp.topic, tp.partition))
             if offset is not None:
                 consumer.seek(tp, offset)
-            elif self._restored is not None or start == "earliest":
-                # restored from a checkpoint that had not seen it: a new partition
+            elif self._restored is not None or discovered or start == "earliest":
+                # a partition that appeared after the job started (or after its
+                # checkpoint): all its records are new to the job
                 await consumer.seek_to_beginning(tp)
             elif start == "latest":
                 await consumer.seek_to_end(tp)
