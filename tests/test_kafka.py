@@ -1,0 +1,166 @@
+"""The Kafka source and sink against a real broker (``scripts/kafka``).
+
+Every test makes its own topics with unique names on the broker the test
+command started (``kafka_bootstrap``), so tests do not see each other's
+records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+import streamlet as sl
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], *,
+                  partition: int | None = None, timestamps: list[int] | None = None,
+                  keys: list[bytes] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            await producer.send(topic, value, partition=partition,
+                                key=None if keys is None else keys[i],
+                                timestamp_ms=None if timestamps is None else timestamps[i])
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, count: int) -> list[Any]:
+    """``count`` records of ``topic`` from the start, as committed (read_committed)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.mark.parametrize(("value_format", "values", "wire"), [
+    ("json", [{"a": 1}, [1, 2], "x", None], [b'{"a":1}', b"[1,2]", b'"x"', b"null"]),
+    ("str", ["héllo", "2"], ["héllo".encode(), b"2"]),
+    ("bytes", [b"\x00\x01", b""], [b"\x00\x01", b""]),
+])
+async def test_every_format_round_trips(kafka_bootstrap: str, kafka_topic: Any,
+                                        value_format: str, values: list[Any],
+                                        wire: list[bytes]) -> None:
+    out_topic = await kafka_topic()
+    p = sl.Pipeline("formats")
+    p.from_iterable(values).to_kafka(out_topic, bootstrap_servers=kafka_bootstrap,
+                                     value_format=value_format)
+    await p.run_async()
+    assert [r.value for r in await consume(kafka_bootstrap, out_topic, len(values))] == wire
+
+    back = sl.Pipeline("formats-back")
+    read = back.from_kafka(out_topic, bootstrap_servers=kafka_bootstrap, bounded=True,
+                           value_format=value_format).collect()
+    await back.run_async()
+    assert list(read) == values
+
+
+async def test_a_bounded_source_reads_every_partition_to_its_end_with_kafka_timestamps(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    name = await kafka_topic(partitions=3)
+    for partition in range(3):
+        await produce(kafka_bootstrap, name, [orjson.dumps([partition, i]) for i in range(50)],
+                      partition=partition, timestamps=[1_000 + i for i in range(50)])
+
+    class Stamp(sl.ProcessFunction):
+        def process(self, value: Any, ctx: sl.Context) -> Any:
+            return (tuple(value), ctx.timestamp)
+
+    p = sl.Pipeline("bounded", batch_size=16)
+    out = p.from_kafka(name, bootstrap_servers=kafka_bootstrap, bounded=True).process(
+        Stamp()).collect()
+    await p.run_async()
+    assert sorted(out) == sorted(((partition, i), 1_000 + i)
+                                 for partition in range(3) for i in range(50))
+    by_partition: dict[int, list[int]] = {}
+    for (partition, i), _ in out:
+        by_partition.setdefault(partition, []).append(i)
+    assert all(seen == list(range(50)) for seen in by_partition.values())  # in order
+
+
+async def test_records_that_cannot_be_read_go_to_the_dead_letter_topic_with_headers(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    name, dead = await kafka_topic(), await kafka_topic()
+    values = [b'{"n": 1}', b"{not json", b'{"n": 2}', b"\xff\xfe", b'{"n": 3}']
+    await produce(kafka_bootstrap, name, values, partition=0)
+    p = sl.Pipeline("poison")
+    out = p.from_kafka(name, bootstrap_servers=kafka_bootstrap, bounded=True,
+                       dead_letter_topic=dead).collect()
+    await p.run_async()
+    assert list(out) == [{"n": 1}, {"n": 2}, {"n": 3}]
+    letters = await consume(kafka_bootstrap, dead, 2)
+    assert [r.value for r in letters] == [b"{not json", b"\xff\xfe"]
+    headers = [dict(r.headers) for r in letters]
+    assert [(h["streamlet.topic"], h["streamlet.partition"], h["streamlet.offset"])
+            for h in headers] == [(name.encode(), b"0", b"1"), (name.encode(), b"0", b"3")]
+    assert all(h["streamlet.error"].startswith(b"JSONDecodeError") for h in headers)
+
+
+async def test_without_a_dead_letter_topic_a_bad_record_fails_the_job_naming_its_offset(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    name = await kafka_topic()
+    await produce(kafka_bootstrap, name, [b"1", b"{bad"], partition=0)
+    p = sl.Pipeline("poison-fails")
+    p.from_kafka(name, bootstrap_servers=kafka_bootstrap, bounded=True).collect()
+    with pytest.raises(sl.SourceError, match=rf"topic '{name}' partition 0 offset 1"):
+        await p.run_async()
+
+
+async def test_a_restored_job_resumes_at_its_checkpointed_offsets(
+        kafka_bootstrap: str, kafka_topic: Any, tmp_path: Path) -> None:
+    # Sums per key over an unbounded topic; a savepoint after the first 20
+    # records, a cancel, 10 more records, a restart: the sums go on from the
+    # checkpoint, no record counted twice or lost.
+    name = await kafka_topic(partitions=2)
+    config = sl.Checkpointing(interval=3_600_000, storage=f"sqlite:///{tmp_path / 'c.db'}")
+
+    def build() -> tuple[sl.Pipeline, sl.Collected]:
+        p = sl.Pipeline("resume", checkpointing=config)
+        sums = (p.from_kafka(name, bootstrap_servers=kafka_bootstrap, group_id="resume",
+                             name="source")
+                .key_by(lambda r: r["k"]).reduce(lambda a, b: {"k": a["k"], "n": a["n"] + b["n"]},
+                                                 name="sums")
+                .collect())
+        return p, sums
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(30):
+            while not condition():  # noqa: ASYNC110  # records arrive from the broker
+                await asyncio.sleep(0.01)
+
+    records = [orjson.dumps({"k": i % 2, "n": 1}) for i in range(30)]
+    await produce(kafka_bootstrap, name, records[:20], keys=[b"a", b"b"] * 10)
+    p, sums = build()
+    job = asyncio.ensure_future(p.run_async())
+    await until(lambda: len(sums) == 20)
+    await p.savepoint()
+    job.cancel()
+    await asyncio.wait([job])
+    await produce(kafka_bootstrap, name, records[20:], keys=[b"a", b"b"] * 5)
+
+    p, sums = build()
+    job = asyncio.ensure_future(p.run_async())
+    await until(lambda: len(sums) == 10)
+    job.cancel()
+    await asyncio.wait([job])
+    finals = {r["k"]: r["n"] for r in sums}
+    assert finals == {0: 15, 1: 15}
+    assert len(sums) == 10
