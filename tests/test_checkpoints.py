@@ -461,3 +461,42 @@ async def test_starting_behind_committed_output_commits_each_record_once(
         await p.run_async()
     assert committed(tmp_path / "out") == records
     assert hidden(tmp_path / "out") == []
+
+
+async def test_a_stopped_job_keeps_its_open_windows_for_the_next_run(tmp_path: Path) -> None:
+    # stop() is not the end of the input: no end-of-input watermark, so the open
+    # window does not fire; it is in the final checkpoint and fires in the next
+    # run, with the records of both runs.
+    config = sl.Checkpointing(interval=3_600_000, storage=storage(tmp_path))
+
+    def build() -> tuple[sl.Pipeline, TestSource, sl.Collected]:
+        p = sl.Pipeline("stopped", batch_size=1, clock=ManualClock(0), checkpointing=config)
+        source = TestSource()
+        counts = (p.from_source(source, name="source")
+                  .assign_timestamps(lambda r: r[1], MONO).key_by(lambda r: r[0])
+                  .window(sl.windows.Tumbling(10)).aggregate(sl.agg.count(), name="counts")
+                  .collect())
+        return p, source, counts
+
+    p, source, counts = build()
+    async with start(p, source) as job:
+        source.add(("a", 1))
+        source.add(("a", 2))
+        await job.settle()
+        p.stop()
+        await job.finish()
+        assert job.job.coordinator is not None and job.job.coordinator.completed
+    assert list(counts) == []
+    p, source, counts = build()
+    async with start(p, source) as job:
+        source.add(("a", 3))
+        source.end()
+        await job.finish()
+        assert job.restored_from is not None
+    assert [(r.window.start, r.value) for r in counts] == [(0, 3)]
+
+
+def test_stop_needs_a_running_job_with_checkpointing() -> None:
+    p = sl.Pipeline("idle")
+    with pytest.raises(sl.StreamletError, match="not running"):
+        p.stop()

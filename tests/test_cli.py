@@ -192,3 +192,32 @@ def test_run_says_when_a_job_resumed_from_a_checkpoint(tmp_path: Path) -> None:
     again = _run("run", "totals.py:pipeline", cwd=tmp_path)
     assert "job 'totals' finished (resumed from checkpoint 1); last checkpoint 2" in (
         again.stderr)
+
+
+def test_sigterm_stops_a_checkpointed_job_with_a_final_checkpoint_and_it_resumes(
+        tmp_path: Path) -> None:
+    # The sidecar's life: SIGTERM stops the sources, the job finishes what is in
+    # flight, takes a final checkpoint and exits 0; started again it resumes
+    # from there (and Ctrl-C does the same).
+    (tmp_path / "served.py").write_text(SERVED_JOB)
+
+    def serve(stop: signal.Signals) -> tuple[int, str]:
+        proc = subprocess.Popen([*STREAMLET, "run", "served.py:pipeline"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "running"
+            proc.send_signal(stop)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, err
+
+    code, err = serve(signal.SIGTERM)
+    assert code == 0, err
+    assert "job 'served' stopped on SIGTERM; last checkpoint 1" in err
+    code, err = serve(signal.SIGINT)
+    assert code == 0, err
+    assert "job 'served' stopped on SIGINT (resumed from checkpoint 1); last checkpoint 2" in err

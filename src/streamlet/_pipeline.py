@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterable, Iterable
+import logging
+import signal
+from collections.abc import AsyncIterable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +22,8 @@ from .errors import StreamletConfigError, StreamletError
 from .state.backend import StateBackendFactory, memory_backend
 from .state.keys import DEFAULT_MAX_PARALLELISM
 from .time.clock import Clock, SystemClock
+
+log = logging.getLogger("streamlet")
 
 # gc thresholds while Pipeline.run() runs a job: young collections every 10,000
 # net allocations (about ten batches' worth), full ones considered 10x rarer
@@ -97,6 +101,7 @@ class Pipeline:
                                   checkpointing)
         self.graph = Graph()
         self._jobs: list[Job] = []  # the runs in progress
+        self._stop_requested: str | None = None  # the signal that asked the job to stop
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"
@@ -204,6 +209,50 @@ class Pipeline:
         finally:
             self._jobs.remove(job)
 
+    def stop(self) -> None:
+        """Ask the running job to stop: its sources stop reading, what is in flight
+        is finished, a final checkpoint is taken, and ``run()`` returns. Started
+        again, the job resumes from that checkpoint. Needs checkpointing."""
+        if not self._jobs:
+            raise StreamletError(f"stop(): pipeline {self.name!r} is not running")
+        for job in self._jobs:
+            job.stop()
+
+    def _main(self, from_checkpoint: int | None, stop_on_signals: bool
+              ) -> Coroutine[Any, Any, JobResult]:
+        if stop_on_signals:
+            return self._serve(from_checkpoint)
+        return self.run_async(from_checkpoint=from_checkpoint)
+
+    async def _serve(self, from_checkpoint: int | None) -> JobResult:
+        """``run_async``, stopping on the first SIGTERM or SIGINT (with
+        checkpointing) and cancelling on the second."""
+        self._stop_requested = None
+        task = asyncio.ensure_future(self.run_async(from_checkpoint=from_checkpoint))
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+
+        def on_signal(number: int) -> None:
+            if self._stop_requested or self.settings.checkpointing is None:
+                task.cancel()
+                return
+            self._stop_requested = signal.Signals(number).name
+            log.info("job %r: %s: stopping its sources, then a final checkpoint",
+                     self.name, self._stop_requested)
+            self.stop()
+        try:
+            for number in signals:
+                loop.add_signal_handler(number, on_signal, number)
+        except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+            pass
+        try:
+            return await task
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        finally:
+            for number in signals:
+                loop.remove_signal_handler(number)
+
     async def savepoint(self) -> int:
         """Take a savepoint of the running job and wait until it is durable; its id.
 
@@ -221,9 +270,13 @@ class Pipeline:
                 "checkpointing=sl.Checkpointing(...)")
         return await job.coordinator.trigger("savepoint")
 
-    def run(self, *, from_checkpoint: int | None = None) -> JobResult:
+    def run(self, *, from_checkpoint: int | None = None, stop_on_signals: bool = False
+            ) -> JobResult:
         """Run until every bounded input has ended; uses uvloop when installed.
-        ``from_checkpoint`` as for ``run_async``."""
+        ``from_checkpoint`` as for ``run_async``. With ``stop_on_signals`` (what
+        ``streamlet run`` does), the first SIGTERM or SIGINT stops the job
+        gracefully when it has checkpointing (see ``stop``), and the second, or
+        the first without checkpointing, cancels it (``KeyboardInterrupt``)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -248,8 +301,8 @@ class Pipeline:
             try:
                 import uvloop  # noqa: PLC0415  # optional: only where the platform has it
             except ImportError:
-                return asyncio.run(self.run_async(from_checkpoint=from_checkpoint))
-            return uvloop.run(self.run_async(from_checkpoint=from_checkpoint))
+                return asyncio.run(self._main(from_checkpoint, stop_on_signals))
+            return uvloop.run(self._main(from_checkpoint, stop_on_signals))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()

@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "savepoint":
             return _savepoint(pipeline)
-        result = pipeline.run(from_checkpoint=args.from_checkpoint)
+        result = pipeline.run(from_checkpoint=args.from_checkpoint, stop_on_signals=True)
     except KeyboardInterrupt:
         print("streamlet: cancelled (Ctrl-C); every task stopped and every sink closed",
               file=sys.stderr)
@@ -225,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                else f" (resumed from checkpoint {result.restored_from})")
     done = (f"; last checkpoint {result.checkpoints[-1].checkpoint_id}"
             if result.checkpoints else "")
-    print(f"streamlet: job {pipeline.name!r} finished{resumed}{done}", file=sys.stderr)
+    how = ("finished" if pipeline._stop_requested is None
+           else f"stopped on {pipeline._stop_requested}")
+    print(f"streamlet: job {pipeline.name!r} {how}{resumed}{done}", file=sys.stderr)
     return 0
 
 

@@ -108,7 +108,10 @@ class KafkaReader(SourceReader):
         self._restored: dict[tuple[str, int], int] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._dead_letters: AIOKafkaProducer | None = None
-        self._ready: deque[Batch] = deque()
+        # decoded batches not yet handed out, with the offset after each: a
+        # partition's position moves only when its batch is handed out, so a
+        # checkpoint between two batches never counts records still in here
+        self._ready: deque[tuple[Batch, TopicPartition, int]] = deque()
         self._ends: dict[TopicPartition, int] | None = None
         self._polls = 0
         self._handed_out: dict[tuple[str, int], int] = {}
@@ -227,12 +230,13 @@ class KafkaReader(SourceReader):
                     consumer.pause(tp)
                     continue
                 batch = await self._decode(tp, records)
-                self.offsets[tp] = records[-1].offset + 1
-                if end is not None and self.offsets[tp] >= end:
+                after = records[-1].offset + 1
+                if end is not None and after >= end:
                     consumer.pause(tp)
-                if batch.values:
-                    ready.append(batch)
-        return ready.popleft()
+                ready.append((batch, tp, after))
+        batch, tp, after = ready.popleft()
+        self.offsets[tp] = after
+        return batch
 
     async def _decode(self, tp: TopicPartition, records: list[Any]) -> Batch:
         value_of = self.source.value

@@ -43,6 +43,10 @@ from .source import SourceReader
 log = logging.getLogger("streamlet.checkpoints")
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _gate_name(task: TaskSpec) -> str:
     """Under what name a task's input gate keeps its inputs' watermarks."""
     return f"{task.head.name}#inputs"
@@ -131,6 +135,7 @@ class Job:
         self.gates: dict[int, InputGate] = {}  # by id(task), for tasks that read channels
         self.restored_from: int | None = None
         self.running = asyncio.Event()  # set once every task has started
+        self.stopping = False  # stop() was called
         self._increments: dict[str, int] = {}  # operator -> increments its restore merged
 
     # -- building ----------------------------------------------------------------
@@ -189,6 +194,8 @@ class Job:
                     batch = await reader.next_batch()
                 else:
                     await mailbox.run_all()
+                    if self.stopping:
+                        break
                     if reading is None:
                         reading = asyncio.ensure_future(reader.next_batch())
                     if not reading.done():
@@ -212,9 +219,12 @@ class Job:
                 await sleep(0)  # let other tasks take a turn between batches
         finally:
             if reading is not None and not reading.done():
-                reading.cancel()
-        # A bounded input has ended: all event time has passed.
-        await output.watermark(MAX_WATERMARK)
+                reading.cancel()  # its records were not handed out: the position is before them
+        if not self.stopping:
+            # A bounded input has ended: all event time has passed. (A job asked to
+            # stop has not seen the end of its input: its windows stay open, in its
+            # final checkpoint, for the next run.)
+            await output.watermark(MAX_WATERMARK)
         await mailbox.run_all()
         await output.end()
         self._finished(task)
@@ -302,6 +312,23 @@ class Job:
                           if op.statistics()},
                          [] if self.coordinator is None else list(self.coordinator.completed),
                          self.restored_from)
+
+    def stop(self) -> None:
+        """Stop reading, finish what is in flight, take a final checkpoint, end.
+
+        Every source stops between two batches, without the end-of-input
+        watermark (the input has not ended: windows stay open), and the job
+        ends as a bounded one does, with its final checkpoint; started again,
+        it resumes where its sources stopped. Needs checkpointing: without
+        it, stopping would lose the state, so cancel the job instead."""
+        if self.coordinator is None:
+            raise StreamletError(
+                "stop(): the job has no checkpointing, so it cannot keep its state for a "
+                "next run; cancel it instead")
+        self.stopping = True
+        for task in self.plan.tasks:
+            if task.is_source:
+                self.mailboxes[id(task)].post(_nothing)  # wakes a source waiting to read
 
     # -- checkpoints ---------------------------------------------------------------
 
