@@ -76,9 +76,6 @@ class Checkpointing:
         return f"sqlite:///{Path('.streamlet') / (job + '.db')}"
 
 
-Acknowledge = Callable[[int, str, OperatorState | KeyedRows | None], None]
-
-
 @dataclass(frozen=True)
 class CheckpointStats:
     """One completed checkpoint, as ``JobResult.checkpoints`` reports it."""

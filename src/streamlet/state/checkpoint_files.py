@@ -125,26 +125,32 @@ class SQLiteCheckpointStorage(CheckpointStorage):
         conn = self._connect(create=True)
         assert conn is not None
         job, checkpoint_id = snapshot.job, snapshot.checkpoint_id
+        with self._transaction(conn, f"write {describe(job, checkpoint_id)} to"):
+            if conn.execute("SELECT 1 FROM checkpoints WHERE job = ? AND id = ?",
+                            (job, checkpoint_id)).fetchone():
+                raise CheckpointError(_exists(job, checkpoint_id, str(self.path)))
+            # blobs without a row: damage, or nothing; a new write replaces them
+            conn.execute("DELETE FROM blobs WHERE job = ? AND checkpoint_id = ?",
+                         (job, checkpoint_id))
+            self._insert_blobs(conn, job, checkpoint_id, blobs)
+            self._insert_row(conn, snapshot, manifest, digest)
+        return str(self.path)
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
+        """One write transaction, rolled back when anything fails; SQLite's own
+        errors become a ``CheckpointError`` saying what could not be done where."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if conn.execute("SELECT 1 FROM checkpoints WHERE job = ? AND id = ?",
-                                (job, checkpoint_id)).fetchone():
-                    raise CheckpointError(_exists(job, checkpoint_id, str(self.path)))
-                # blobs without a row: damage, or nothing; a new write replaces them
-                conn.execute("DELETE FROM blobs WHERE job = ? AND checkpoint_id = ?",
-                             (job, checkpoint_id))
-                self._insert_blobs(conn, job, checkpoint_id, blobs)
-                self._insert_row(conn, snapshot, manifest, digest)
+                yield
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise CheckpointError(f"cannot write {describe(job, checkpoint_id)} to "
-                                  f"{self.path}: {exc}") from exc
-        return str(self.path)
+            raise CheckpointError(f"cannot {what} {self.path}: {exc}") from exc
 
     def _insert_blobs(self, conn: sqlite3.Connection, job: str, checkpoint_id: int,
                       blobs: builtins.list[tuple[str, int, bytes]]) -> None:
@@ -253,21 +259,11 @@ class SQLiteCheckpointStorage(CheckpointStorage):
         if conn is None:
             return False
         key = (job, checkpoint_id)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute("DELETE FROM checkpoints WHERE job = ? AND id = ?",
-                                    key).rowcount
-                rows += conn.execute("DELETE FROM blobs WHERE job = ? AND checkpoint_id = ?",
-                                     key).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise CheckpointError(f"cannot delete {describe(job, checkpoint_id)} from "
-                                  f"{self.path}: {exc}") from exc
+        with self._transaction(conn, f"delete {describe(job, checkpoint_id)} from"):
+            rows = conn.execute("DELETE FROM checkpoints WHERE job = ? AND id = ?",
+                                key).rowcount
+            rows += conn.execute("DELETE FROM blobs WHERE job = ? AND checkpoint_id = ?",
+                                 key).rowcount
         return rows > 0
 
     def _close(self) -> None:

@@ -275,12 +275,8 @@ class WindowOperator(IncrementalTables, ProcessingTimeScheduling, Operator):
     async def process(self, batch: Batch) -> None:
         keys = batch.keys
         assert keys is not None, "window runs behind key_by"
-        tss = batch.timestamps
         event_time = self.assigner.is_event_time
-        if event_time and tss is None:
-            raise InvalidTimestampError(
-                self.name, "event-time windows need timestamps; give the stream event time "
-                "with assign_timestamps(...) upstream, or use processing-time windows")
+        tss = self._event_times(batch) if event_time else batch.timestamps
         out: list[Any] = []
         out_ts: list[int] = []
         late: list[tuple[Any, int]] = []
@@ -300,6 +296,14 @@ class WindowOperator(IncrementalTables, ProcessingTimeScheduling, Operator):
             except Exception as exc:
                 self.failed(batch, i, exc, dead)
         await self._send(out, out_ts, dead, late)
+
+    def _event_times(self, batch: Batch) -> list[int]:
+        tss = batch.timestamps
+        if tss is None:
+            raise InvalidTimestampError(
+                self.name, "event-time windows need timestamps; give the stream event time "
+                "with assign_timestamps(...) upstream, or use processing-time windows")
+        return tss
 
     async def _send(self, out: list[Any], out_ts: list[int], dead: list[DeadLetter] | None,
                     late: list[tuple[Any, int]] | None = None) -> None:
@@ -640,14 +644,10 @@ class TumblingOperator(WindowOperator):
         for key, t, _, acc in sorted(rows_of(state), key=itemgetter(1, 2)):
             windows[t][key] = acc
 
-    async def process(self, batch: Batch) -> None:  # noqa: PLR0915  # one hot loop, on purpose
+    async def process(self, batch: Batch) -> None:  # one hot loop, on purpose
         keys = batch.keys
-        tss = batch.timestamps
+        tss = self._event_times(batch)
         assert keys is not None, "window runs behind key_by"
-        if tss is None:
-            raise InvalidTimestampError(
-                self.name, "event-time windows need timestamps; give the stream event time "
-                "with assign_timestamps(...) upstream, or use processing-time windows")
         values = batch.values
         size = self.size
         offset = self.offset
@@ -792,12 +792,8 @@ class SessionOperator(WindowOperator):
 
     async def process(self, batch: Batch) -> None:  # noqa: PLR0915  # one hot loop
         keys = batch.keys
-        tss = batch.timestamps
+        tss = self._event_times(batch)
         assert keys is not None, "window runs behind key_by"
-        if tss is None:
-            raise InvalidTimestampError(
-                self.name, "event-time windows need timestamps; give the stream event time "
-                "with assign_timestamps(...) upstream, or use processing-time windows")
         assigner = self.assigner
         assert isinstance(assigner, Session)
         gap = assigner.gap
