@@ -14,41 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka_io import consume, produce
 
 import streamlet as sl
-
-
-async def produce(bootstrap: str, topic: str, values: list[bytes], *,
-                  partition: int | None = None, timestamps: list[int] | None = None,
-                  keys: list[bytes] | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i, value in enumerate(values):
-            await producer.send(topic, value, partition=partition,
-                                key=None if keys is None else keys[i],
-                                timestamp_ms=None if timestamps is None else timestamps[i])
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def consume(bootstrap: str, topic: str, count: int) -> list[Any]:
-    """``count`` records of ``topic`` from the start, as committed (read_committed)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 @pytest.mark.parametrize(("value_format", "values", "wire"), [

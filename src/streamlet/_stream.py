@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connectors.files import FileSink
 from .connectors.kafka import KafkaSinkOperator, serializer
+from .connectors.kafka_exactly_once import ExactlyOnceKafkaSink
 from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
 from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
@@ -506,22 +507,33 @@ class Stream(_Outputs):
     def to_kafka(self, topic: str, *, bootstrap_servers: str,
                  key: Callable[[Any], Any] | None = None, value_format: Any = "json",
                  key_format: Any = "str", delivery: str = "at-least-once",
-                 name: str | None = None, **client_options: Any) -> Sink:
+                 transactional_id: str | None = None, name: str | None = None,
+                 **client_options: Any) -> Sink:
         """Write every record to ``topic``: its value as ``value_format`` (``"json"``,
         ``"str"``, ``"bytes"`` or a function returning bytes), keyed by ``key(record)``
         (as ``key_format``), with the record's event time as the Kafka timestamp.
+
         ``delivery="at-least-once"`` waits for every acknowledgement at each
-        checkpoint. Other keyword arguments go to aiokafka's producer."""
-        if delivery != "at-least-once":
+        checkpoint. ``"exactly-once"`` writes one Kafka transaction per checkpoint,
+        committed when the checkpoint completes, under ``transactional_id``
+        (default ``streamlet-<pipeline>-<sink name>``: stable across restarts, and
+        unique per job). Other keyword arguments go to aiokafka's producer."""
+        if delivery not in ("at-least-once", "exactly-once"):
             raise StreamletConfigError(
-                f"to_kafka(delivery={delivery!r}): this version delivers 'at-least-once'; "
-                "exactly-once to Kafka is not built yet")
+                f"to_kafka(delivery={delivery!r}): use 'at-least-once' or 'exactly-once'")
+        if transactional_id is not None and delivery != "exactly-once":
+            raise StreamletConfigError(
+                "to_kafka(transactional_id=...) is for delivery='exactly-once'")
         serializer(value_format, "value_format")  # check the arguments now
         serializer(key_format, "key_format")
         graph = self._pipeline.graph
         node_name = graph.unique_name(name, "to_kafka")
+        txn_id = transactional_id or f"streamlet-{self._pipeline.name}-{node_name}"
 
         def make() -> Operator:
+            if delivery == "exactly-once":
+                return ExactlyOnceKafkaSink(node_name, topic, bootstrap_servers, key,
+                                            value_format, key_format, txn_id, client_options)
             return KafkaSinkOperator(node_name, topic, bootstrap_servers, key, value_format,
                                      key_format, client_options)
         node = graph.add("sink", node_name, [self._input()], make_operator=make)

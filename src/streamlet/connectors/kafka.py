@@ -283,6 +283,10 @@ _SHARED_OPTIONS = frozenset({
     "sasl_oauth_token_provider", "client_id", "request_timeout_ms", "api_version"})
 
 
+Record = tuple[int, bytes | None, bytes | None, int | None]
+"""A record ready for Kafka: (partition, key, value, timestamp)."""
+
+
 class KafkaSinkOperator(Operator):
     """At-least-once: sends without waiting, and waits for every acknowledgement
     at each barrier and at the end, so a completed checkpoint's output is in Kafka."""
@@ -305,21 +309,22 @@ class KafkaSinkOperator(Operator):
 
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
-            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers,
-                                             acks="all", **self.client_options)
-            await self.producer.start()
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers,
+                                        acks="all", **self.client_options)
+            await producer.start()
+            self.producer = producer
         return self.producer
 
-    async def process(self, batch: Batch) -> None:
-        """Records go into one aiokafka batch per partition (built without an
-        await per record), and each full or final batch is sent with one await."""
-        producer = await self._producer()
+    async def _encode(self, producer: AIOKafkaProducer, batch: Batch) -> list[Record]:
+        """Serialize the batch and pick each record's partition: the key's by
+        Kafka's murmur2, as the Java client does, or round robin without a key."""
         if self.partitions is None:
             self.partitions = sorted(await producer.partitions_for(self.topic))
         partitions = self.partitions
         value, key_of, key_bytes = self.value, self.key, self.key_bytes
         timestamps = batch.timestamps
-        builders: dict[int, Any] = {}
+        records: list[Record] = []
+        append = records.append
         for i, record in enumerate(batch.values):
             key = None if key_of is None else key_bytes(key_of(record))
             if key is None:
@@ -327,18 +332,30 @@ class KafkaSinkOperator(Operator):
                 self._next += 1
             else:
                 partition = _partitioner(key, partitions, partitions)
+            append((partition, key, value(record),
+                    None if timestamps is None else max(timestamps[i], 0)))
+        return records
+
+    async def _send_records(self, producer: AIOKafkaProducer, records: list[Record]) -> None:
+        """One aiokafka batch per partition, built without an await per record;
+        each full or final batch is sent with one await."""
+        builders: dict[int, Any] = {}
+        for partition, key, value, ts in records:
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = producer.create_batch()
-            ts = None if timestamps is None else max(timestamps[i], 0)
-            if builder.append(timestamp=ts, key=key, value=value(record)) is None:
+            if builder.append(timestamp=ts, key=key, value=value) is None:
                 await self._send(producer, builder, partition)  # full: send, start anew
                 builder = builders[partition] = producer.create_batch()
-                builder.append(timestamp=ts, key=key, value=value(record))
+                builder.append(timestamp=ts, key=key, value=value)
         for partition, builder in builders.items():
             await self._send(producer, builder, partition)
         if len(self.in_flight) > 1_000:
             await self._flush()
+
+    async def process(self, batch: Batch) -> None:
+        producer = await self._producer()
+        await self._send_records(producer, await self._encode(producer, batch))
 
     async def _send(self, producer: AIOKafkaProducer, builder: Any, partition: int) -> None:
         self.in_flight.append(await producer.send_batch(builder, self.topic,

@@ -72,8 +72,9 @@ class TwoPhaseCommitOperator(Operator):
         self.name = name
         self.sink = sink
         self.transaction: Any = None
-        self.pending: list[tuple[int | None, Any]] = []  # (checkpoint id, transaction)
+        self.pending: list[tuple[int, Any]] = []  # (checkpoint id, transaction)
         self.checkpointing = False
+        self.last_barrier = 0
         self._started = False
 
     def open(self, ctx: OperatorContext) -> None:
@@ -95,13 +96,14 @@ class TwoPhaseCommitOperator(Operator):
             self.transaction = self.sink.begin_transaction()
         self.sink.write(self.transaction, batch.values)
 
-    def _pre_commit(self, checkpoint_id: int | None) -> None:
+    def _pre_commit(self, checkpoint_id: int) -> None:
         if self.transaction is not None:
             self.sink.pre_commit(self.transaction)
             self.pending.append((checkpoint_id, self.transaction))
             self.transaction = None
 
     async def prepare_snapshot(self, checkpoint_id: int) -> None:
+        self.last_barrier = checkpoint_id
         self._pre_commit(checkpoint_id)
 
     def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
@@ -114,10 +116,13 @@ class TwoPhaseCommitOperator(Operator):
             self.sink.commit(transaction)
         self._start()
 
+    def restored(self, checkpoint_id: int, increments: int) -> None:
+        self.last_barrier = checkpoint_id
+
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        keep: list[tuple[int | None, Any]] = []
+        keep: list[tuple[int, Any]] = []
         for covered, transaction in self.pending:
-            if covered is None or covered <= checkpoint_id:
+            if covered <= checkpoint_id:
                 self.sink.commit(transaction)
             else:
                 keep.append((covered, transaction))
@@ -126,8 +131,12 @@ class TwoPhaseCommitOperator(Operator):
     async def end_input(self) -> None:
         if not self._started:
             self._start()
-        self._pre_commit(None)  # commits with the final checkpoint
-        if not self.checkpointing:
+        if self.checkpointing:
+            # commits with the first checkpoint whose barrier did not reach this
+            # sink (an earlier one does not hold these records): the final one
+            self._pre_commit(self.last_barrier + 1)
+        else:
+            self._pre_commit(0)
             await self.notify_checkpoint_complete(0)
         await self.end_outputs()
 
