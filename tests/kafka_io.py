@@ -40,10 +40,44 @@ async def consume(bootstrap: str, topic: str, count: int) -> list[Any]:
     return records
 
 
+async def _ends(bootstrap: str, topic: str, isolation_level: str
+                ) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(cluster.partitions_for_topic(topic) or ())]
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def settled(bootstrap: str, topic: str) -> None:
+    """Wait until no transaction on ``topic`` is open.
+
+    A transaction's commit returns once the coordinator has decided; the
+    markers that make it visible reach the partitions a moment later, one by
+    one. Until then a ``read_committed`` reader stops short of it (at the last
+    stable offset) on some partitions and not on others."""
+    for _ in range(600):  # polls the broker, for 30 s at most
+        if (await _ends(bootstrap, topic, "read_committed")
+                == await _ends(bootstrap, topic, "read_uncommitted")):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"a transaction on {topic!r} stays open")
+
+
 async def consume_all(bootstrap: str, topic: str, *,
-                      isolation_level: str = "read_committed") -> list[Any]:
+                      isolation_level: str = "read_committed",
+                      wait_settled: bool = False) -> list[Any]:
     """Every record of ``topic`` a consumer can see now: with ``read_committed``,
-    up to the first open transaction (the last stable offset)."""
+    up to the first open transaction (the last stable offset). With
+    ``wait_settled``, first wait until no transaction is open."""
+    if wait_settled:
+        await settled(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 isolation_level=isolation_level)
     await consumer.start()

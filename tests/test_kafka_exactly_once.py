@@ -33,8 +33,10 @@ def pipeline(name: str, tmp_path: Path, out: str, bootstrap: str,
     return p
 
 
-async def committed_values(bootstrap: str, topic: str) -> list[int]:
-    return sorted(orjson.loads(r.value)["n"] for r in await consume_all(bootstrap, topic))
+async def committed_values(bootstrap: str, topic: str, *, settled: bool = True) -> list[int]:
+    """What a read_committed consumer reads, once the transactions have settled."""
+    records = await consume_all(bootstrap, topic, wait_settled=settled)
+    return sorted(orjson.loads(r.value)["n"] for r in records)
 
 
 async def test_output_shows_when_its_checkpoint_completes_and_only_once(
@@ -51,9 +53,9 @@ async def test_output_shows_when_its_checkpoint_completes_and_only_once(
         # the first ten are committed (the commit follows the checkpoint on the
         # sink's task); the last five are in the open transaction
         for _ in range(100):
-            if await committed_values(kafka_bootstrap, out) == list(range(10)):
+            if await committed_values(kafka_bootstrap, out, settled=False) == list(range(10)):
                 break
-        assert await committed_values(kafka_bootstrap, out) == list(range(10))
+        assert await committed_values(kafka_bootstrap, out, settled=False) == list(range(10))
         uncommitted = await consume_all(kafka_bootstrap, out,
                                         isolation_level="read_uncommitted")
         assert len(uncommitted) >= 10
@@ -91,7 +93,7 @@ async def test_a_restore_sends_again_a_transaction_the_crash_left_uncommitted(
             first.add_all(list(range(20, 25)))  # after the checkpoint: replayed
             await job.settle()
             job.task.cancel()
-    assert await committed_values(kafka_bootstrap, out) == []
+    assert await committed_values(kafka_bootstrap, out, settled=False) == []
 
     again = TestSource()
     async with start(pipeline("eos-uncommitted", tmp_path, out, kafka_bootstrap, again),
@@ -124,12 +126,12 @@ async def test_a_restore_does_not_repeat_a_transaction_committed_before_the_cras
             await job.settle()
             assert await job.checkpoint() == 1
             for _ in range(100):
-                if await committed_values(kafka_bootstrap, out):
+                if await committed_values(kafka_bootstrap, out, settled=False) == list(range(20)):
                     break
             first.add_all(list(range(20, 25)))
             await job.settle()
             job.task.cancel()
-    assert await committed_values(kafka_bootstrap, out) == list(range(20))
+    assert await committed_values(kafka_bootstrap, out, settled=False) == list(range(20))
 
     again = TestSource()
     async with start(pipeline("eos-committed", tmp_path, out, kafka_bootstrap, again),
