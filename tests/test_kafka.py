@@ -17,6 +17,13 @@ import pytest
 from kafka_io import consume, produce
 
 import streamlet as sl
+from streamlet.testing import ManualClock, start
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110  # records arrive from the broker
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(("value_format", "values", "wire"), [
@@ -109,11 +116,6 @@ async def test_a_restored_job_resumes_at_its_checkpointed_offsets(
                 .collect())
         return p, sums
 
-    async def until(condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(30):
-            while not condition():  # noqa: ASYNC110  # records arrive from the broker
-                await asyncio.sleep(0.01)
-
     records = [orjson.dumps({"k": i % 2, "n": 1}) for i in range(30)]
     await produce(kafka_bootstrap, name, records[:20], keys=[b"a", b"b"] * 10)
     p, sums = build()
@@ -132,3 +134,54 @@ async def test_a_restored_job_resumes_at_its_checkpointed_offsets(
     finals = {r["k"]: r["n"] for r in sums}
     assert finals == {0: 15, 1: 15}
     assert len(sums) == 10
+
+
+async def test_a_lagging_partition_holds_windows_back_and_an_idle_one_does_not(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    """Per-partition watermarks, as in Flink: partition 0 runs ahead, partition 1
+    lags, partition 2 never has a record. The 1-second window [0, 1000) fires
+    only once partition 1 passes 1000, and partition 2 holds it back only
+    until it is idle (processing time from a ManualClock)."""
+    topic = await kafka_topic(partitions=3)
+    clock = ManualClock()
+    seen: list[int] = []
+
+    def note(ts: int) -> int:
+        seen.append(ts)
+        return ts
+
+    p = sl.Pipeline("partitions", clock=clock)
+    fired = (p.from_kafka(topic, bootstrap_servers=kafka_bootstrap)
+             .with_watermarks(sl.WatermarkStrategy.for_monotonous_timestamps()
+                              .with_idleness(1_000))
+             .map(note).key_by(lambda ts: "all")
+             .window(sl.windows.Tumbling(1_000)).aggregate(sl.agg.count())
+             .map(lambda r: (r.window.start, r.value)).collect())
+
+    async def send(partition: int, timestamps: range) -> None:
+        await produce(kafka_bootstrap, topic, [orjson.dumps(ts) for ts in timestamps],
+                      partition=partition, timestamps=list(timestamps))
+
+    async with start(p) as job:
+        await send(0, range(0, 3_000, 100))
+        await send(1, range(0, 1_600, 100))
+        await until(lambda: len(seen) == 46)
+        await job.settle()
+        # partition 2 has no record and is not idle yet: it holds event time back
+        # (its first record could be at 0)
+        assert list(fired) == []
+
+        clock.advance(1_500)  # every partition idle: none had a record for 1.5 s
+        await send(1, range(1_600, 2_000, 100))  # partition 1 is back, still before 2000
+        await send(0, range(3_000, 3_200, 100))  # and partition 0, far ahead
+        await until(lambda: len(seen) == 52)
+        await job.settle()
+        # idle partition 2 no longer counts; lagging partition 1 (at 1900) holds
+        # [1000, 2000) back although partition 0 is at 3100
+        assert list(fired) == [(0, 20)]
+
+        await send(1, range(2_000, 2_200, 100))  # partition 1 catches up
+        await until(lambda: len(seen) == 54)
+        await job.settle()
+        assert list(fired) == [(0, 20), (1_000, 20)]
+        job.task.cancel()

@@ -209,6 +209,9 @@ class KafkaReader(SourceReader):
                 else:
                     consumer.seek(tp, at.offset)
             self.offsets[tp] = await consumer.position(tp)
+            # tell the watermarks downstream of the partition before its first record
+            self._ready.append((Batch([], None, [], (tp.topic, tp.partition)), tp,
+                                self.offsets[tp]))
 
     async def next_batch(self) -> Batch | None:
         consumer = self._consumer or await self._open()

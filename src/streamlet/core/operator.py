@@ -198,6 +198,9 @@ class Operator:
     side_outputs: dict[str, Output]
     on_error: str = "fail"
     two_inputs = False  # a head that must know which input a batch came from (connect)
+    # chained right after a source, gets an empty batch naming each split as the
+    # source starts reading it, before its first record (watermarks per split)
+    takes_split_announcements = False
 
     def wire(self, output: Output, side_outputs: dict[str, Output]) -> None:
         self.output = output

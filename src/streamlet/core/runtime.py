@@ -129,6 +129,8 @@ class Job:
         self.readers: dict[int, SourceReader] = {}
         self.channels: dict[tuple[int, int], Channel] = {}  # (consumer node, input index)
         self._source_outputs: dict[int, Output] = {}
+        # sources whose consumers all want to hear of a split before its first record
+        self._announces: dict[int, bool] = {}
         self.mailboxes: dict[int, Mailbox] = {id(t): Mailbox() for t in plan.tasks}
         self.coordinator: CheckpointCoordinator | None = None
         self.participants: dict[int, Participant] = {}  # by id(task)
@@ -174,6 +176,10 @@ class Job:
                 op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
             else:
                 self._source_outputs[node.id] = fan_out(main)
+                consumers_of = [self.operators.get(c.id) for c, inp in consumers[node.id]]
+                self._announces[node.id] = bool(consumers_of) and all(
+                    is_chained(c) and op is not None and op.takes_split_announcements
+                    for (c, _), op in zip(consumers[node.id], consumers_of, strict=True))
 
     def _output_to(self, consumer: Node, inp: Any) -> Output:
         if is_chained(consumer):
@@ -188,6 +194,7 @@ class Job:
         mailbox = self.mailboxes[id(task)]
         sleep = asyncio.sleep
         reading: asyncio.Task[Batch | Watermark | None] | None = None
+        announces = self._announces.get(task.head.id, False)
         try:
             while True:
                 if not mailbox.in_use:  # the common case: nothing else to wait for
@@ -214,8 +221,8 @@ class Job:
                     break
                 if isinstance(batch, Watermark):
                     await output.watermark(batch.timestamp)
-                elif batch.values:
-                    await output.push(batch)
+                elif batch.values or (announces and batch.split is not None):
+                    await output.push(batch)  # (an empty one announces a split)
                 await sleep(0)  # let other tasks take a turn between batches
         finally:
             if reading is not None and not reading.done():

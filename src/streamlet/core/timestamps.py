@@ -56,6 +56,8 @@ class _Split:
 
 
 class AssignTimestampsOperator(Operator):
+    takes_split_announcements = True
+
     def __init__(self, name: str, extractor: Callable[[Any], Any] | None,
                  strategy: WatermarkStrategy, on_error: str) -> None:
         self.name = name
@@ -76,6 +78,13 @@ class AssignTimestampsOperator(Operator):
     # -- records ------------------------------------------------------------------
 
     async def process(self, batch: Batch) -> None:
+        if not batch.values:
+            # a split the source has started to read: until its first record (or
+            # until it is idle) it holds the watermark back, as in Flink, lest
+            # its records come late
+            if batch.split is not None:
+                self._split(batch.split)
+            return
         if self.extractor is None:  # with_watermarks: the records already have event time
             if batch.timestamps is None:
                 raise InvalidTimestampError(
