@@ -8,12 +8,14 @@ records.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from kafka_io import consume, produce
 
 import streamlet as sl
@@ -185,3 +187,82 @@ async def test_a_lagging_partition_holds_windows_back_and_an_idle_one_does_not(
         await job.settle()
         assert list(fired) == [(0, 20), (1_000, 20)]
         job.task.cancel()
+
+
+async def test_a_thousand_poison_pills_and_rejected_records_reach_dead_letter_topics(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    """Undecodable records go to the source's dead-letter topic, records a user
+    function rejects to another one through ``dead_letters().to_kafka``; each
+    with headers naming where it was read. Every good record comes out, with
+    its Kafka timestamp."""
+    source, dead, rejected_topic, out = (await kafka_topic(partitions=2), await kafka_topic(),
+                                         await kafka_topic(), await kafka_topic(partitions=2))
+    rng = random.Random(6)
+    kinds = ["good"] * 9_000 + ["poison"] * 1_000 + ["rejected"] * 500
+    rng.shuffle(kinds)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    sent: list[tuple[str, bytes, int, Any]] = []  # kind, value, timestamp, delivery
+    try:
+        for i, kind in enumerate(kinds):
+            value = {"good": orjson.dumps({"n": i}), "rejected": orjson.dumps({"n": -i}),
+                     "poison": rng.choice([b"{bad json", b"\xff\xfe", b""])}[kind]
+            sent.append((kind, value, 5_000 + i,
+                         await producer.send(source, value, partition=i % 2,
+                                             timestamp_ms=5_000 + i)))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    where: dict[str, list[tuple[bytes, int, int, int]]] = {
+        "poison": [], "rejected": [], "good": []}
+    for kind, value, ts, delivery in sent:
+        meta = delivery.result()
+        where[kind].append((value, ts, meta.partition, meta.offset))
+
+    def check(record: dict[str, int]) -> dict[str, int]:
+        if record["n"] < 0:
+            raise ValueError(f"negative: {record['n']}")
+        return record
+
+    p = sl.Pipeline("pills", batch_size=256)
+    checked = p.from_kafka(source, bootstrap_servers=kafka_bootstrap, bounded=True,
+                           dead_letter_topic=dead).map(check, on_error="dead_letter",
+                                                       name="check")
+    checked.to_kafka(out, bootstrap_servers=kafka_bootstrap)
+    checked.dead_letters().to_kafka(rejected_topic, bootstrap_servers=kafka_bootstrap)
+    await p.run_async()
+
+    outputs = await consume(kafka_bootstrap, out, 9_000)
+    assert sorted((orjson.loads(r.value)["n"], r.timestamp) for r in outputs) == sorted(
+        (orjson.loads(value)["n"], ts) for value, ts, _, _ in where["good"])
+
+    def described(records: list[Any]) -> list[tuple[bytes, int, int, int]]:
+        found = []
+        for r in records:
+            h = dict(r.headers)
+            assert h["streamlet.topic"] == source.encode()
+            found.append((r.value, r.timestamp, int(h["streamlet.partition"]),
+                          int(h["streamlet.offset"])))
+        return sorted(found)
+
+    poison = await consume(kafka_bootstrap, dead, 1_000)
+    assert described(poison) == sorted(where["poison"])
+    rejected = await consume(kafka_bootstrap, rejected_topic, 500)
+    assert described(rejected) == sorted(where["rejected"])
+    for r in rejected:
+        h = dict(r.headers)
+        assert h["streamlet.operator"] == b"check"
+        assert h["streamlet.error"].startswith(b"ValueError: negative")
+
+
+async def test_a_user_function_failure_names_the_kafka_offset_of_its_record(
+        kafka_bootstrap: str, kafka_topic: Any) -> None:
+    name = await kafka_topic()
+    await produce(kafka_bootstrap, name, [b"1", b"2", b"0", b"4"], partition=0)
+    p = sl.Pipeline("offsets")
+    p.from_kafka(name, bootstrap_servers=kafka_bootstrap, bounded=True).filter(
+        lambda n: n > 1).map(lambda n: 10 // (n - 2), name="divide").collect()
+    with pytest.raises(sl.UserFunctionError,
+                       match=rf"operator 'divide', topic '{name}' partition 0 offset 1: "
+                             "ZeroDivisionError"):
+        await p.run_async()

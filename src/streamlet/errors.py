@@ -108,13 +108,19 @@ class UserFunctionError(StreamletError):
     """
 
     def __init__(self, operator: str, record: Any, cause: BaseException, key: Any = None,
-                 has_key: bool = False) -> None:
+                 has_key: bool = False, source: tuple[Any, int] | None = None) -> None:
         self.operator = operator
         self.record = record
         self.key = key
+        self.source = source
         where = f"operator {operator!r}"
         if has_key:
             where += f", key {short_repr(key, 60)}"
+        if source is not None:
+            split, offset = source
+            where += (f", topic {split[0]!r} partition {split[1]} offset {offset}"
+                      if isinstance(split, tuple) and len(split) == 2
+                      else f", split {split!r} offset {offset}")
         super().__init__(
             f"{where}: {type(cause).__name__}: {_short_str(cause)} "
             f"while processing record {short_repr(record)}. "

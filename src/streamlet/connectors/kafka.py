@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from streamlet.core.batch import Batch
-from streamlet.core.operator import Operator
+from streamlet.core.operator import DeadLetter, Operator
 from streamlet.core.source import Source, SourceReader
 from streamlet.errors import SourceError, StreamletConfigError, short_repr
 
@@ -255,20 +255,20 @@ class KafkaReader(SourceReader):
                 except Exception as exc:
                     await self._dead_letter(record, exc)
             records = kept
-        return Batch(values, None, [r.timestamp for r in records], (tp.topic, tp.partition))
+        return Batch(values, None, [r.timestamp for r in records], (tp.topic, tp.partition),
+                     [r.offset for r in records])
 
     async def _dead_letter(self, record: Any, exc: Exception) -> None:
         where = f"topic {record.topic!r} partition {record.partition} offset {record.offset}"
         producer = self._dead_letters
         if producer is None:
             raise SourceError(self.name, where, exc) from exc
-        headers = [("streamlet.topic", record.topic.encode()),
-                   ("streamlet.partition", str(record.partition).encode()),
-                   ("streamlet.offset", str(record.offset).encode()),
-                   ("streamlet.error", f"{type(exc).__name__}: {exc}"[:1000].encode())]
+        headers = [*_where_headers(record.topic, record.partition, record.offset),
+                   _error_header(exc)]
         assert self.source.dead_letter_topic is not None
         await producer.send_and_wait(self.source.dead_letter_topic, record.value,
-                                     key=record.key, headers=headers)
+                                     key=record.key, headers=headers,
+                                     timestamp_ms=record.timestamp)
         log.warning("source %r: %s cannot be read (%s: %s); sent to %r", self.name, where,
                     type(exc).__name__, short_repr(str(exc), 200),
                     self.source.dead_letter_topic)
@@ -286,8 +286,22 @@ _SHARED_OPTIONS = frozenset({
     "sasl_oauth_token_provider", "client_id", "request_timeout_ms", "api_version"})
 
 
-Record = tuple[int, bytes | None, bytes | None, int | None]
-"""A record ready for Kafka: (partition, key, value, timestamp)."""
+Headers = list[tuple[str, bytes]]
+Record = tuple[int, bytes | None, bytes | None, int | None, Headers | None]
+"""A record ready for Kafka: (partition, key, value, timestamp, headers)."""
+
+
+_NO_HEADERS: Headers = []  # (aiokafka wants a list; it only reads it)
+
+
+def _where_headers(topic: str, partition: int, offset: int) -> Headers:
+    return [("streamlet.topic", topic.encode()),
+            ("streamlet.partition", str(partition).encode()),
+            ("streamlet.offset", str(offset).encode())]
+
+
+def _error_header(exc: BaseException) -> tuple[str, bytes]:
+    return ("streamlet.error", f"{type(exc).__name__}: {exc}"[:1000].encode())
 
 
 class KafkaSinkOperator(Operator):
@@ -329,28 +343,52 @@ class KafkaSinkOperator(Operator):
         records: list[Record] = []
         append = records.append
         for i, record in enumerate(batch.values):
-            key = None if key_of is None else key_bytes(key_of(record))
+            headers = None
+            if type(record) is DeadLetter:
+                key, encoded, headers = self._dead_letter(record)
+            else:
+                key = None if key_of is None else key_bytes(key_of(record))
+                encoded = value(record)
             if key is None:
                 partition = partitions[self._next % len(partitions)]
                 self._next += 1
             else:
                 partition = _partitioner(key, partitions, partitions)
-            append((partition, key, value(record),
-                    None if timestamps is None else max(timestamps[i], 0)))
+            append((partition, key, encoded,
+                    None if timestamps is None else max(timestamps[i], 0), headers))
         return records
+
+    def _dead_letter(self, letter: DeadLetter) -> tuple[bytes | None, bytes | None, Headers]:
+        """A record a user function failed on, for a dead-letter topic: its value
+        (bytes as they are), its key, and headers saying where it failed and why,
+        and where it was read when that is known."""
+        try:
+            encoded = (letter.value if isinstance(letter.value, bytes | None)
+                       else self.value(letter.value))
+        except Exception:  # the sink's format cannot hold it: keep it readable
+            encoded = repr(letter.value).encode()
+        key = None if letter.key is None else self.key_bytes(letter.key)
+        headers: Headers = [("streamlet.operator", letter.operator.encode()),
+                            _error_header(letter.error)]
+        source = letter.source
+        if source is not None and isinstance(source[0], tuple) and len(source[0]) == 2:
+            (topic, partition), offset = source
+            headers[:0] = _where_headers(topic, partition, offset)
+        return key, encoded, headers
 
     async def _send_records(self, producer: AIOKafkaProducer, records: list[Record]) -> None:
         """One aiokafka batch per partition, built without an await per record;
         each full or final batch is sent with one await."""
         builders: dict[int, Any] = {}
-        for partition, key, value, ts in records:
+        for partition, key, value, ts, headers in records:
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = producer.create_batch()
-            if builder.append(timestamp=ts, key=key, value=value) is None:
+            if builder.append(timestamp=ts, key=key, value=value,
+                              headers=headers or _NO_HEADERS) is None:
                 await self._send(producer, builder, partition)  # full: send, start anew
                 builder = builders[partition] = producer.create_batch()
-                builder.append(timestamp=ts, key=key, value=value)
+                builder.append(timestamp=ts, key=key, value=value, headers=headers or _NO_HEADERS)
         for partition, builder in builders.items():
             await self._send(producer, builder, partition)
         if len(self.in_flight) > 1_000:

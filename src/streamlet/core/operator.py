@@ -119,23 +119,28 @@ class DeadLetter:
     was given ``on_error="dead_letter"``.
     """
 
-    __slots__ = ("error", "key", "operator", "timestamp", "value")
+    __slots__ = ("error", "key", "operator", "source", "timestamp", "value")
 
     def __init__(self, operator: str, value: Any, error: BaseException, key: Any = None,
-                 timestamp: int | None = None) -> None:
+                 timestamp: int | None = None, source: tuple[Any, int] | None = None) -> None:
         self.operator = operator
         self.value = value
         self.error = error
         self.key = key
         self.timestamp = timestamp
+        # (split, offset) the record was read from, when the source says and the
+        # failing operator is one of the stateless ones right after it: for a
+        # Kafka record, ((topic, partition), offset)
+        self.source = source
 
     @property
     def error_message(self) -> str:
         return f"{type(self.error).__name__}: {self.error}"
 
     def __repr__(self) -> str:
+        source = "" if self.source is None else f", source={self.source!r}"
         return (f"DeadLetter(operator={self.operator!r}, value={self.value!r}, "
-                f"error={self.error_message!r})")
+                f"error={self.error_message!r}{source})")
 
 
 def add_outputs(out: list[Any], result: Any) -> None:
@@ -302,14 +307,15 @@ class Operator:
         if isinstance(exc, StreamletConfigError):
             raise exc  # a mistake in the pipeline itself: no record can fix it
         value, key, ts = batch.record(index)
+        source = batch.origin(index)
         if isinstance(exc, StreamletError):
             error: BaseException = exc  # already says where it happened
         else:
-            error = UserFunctionError(self.name, value, exc, key, batch.keys is not None)
+            error = UserFunctionError(self.name, value, exc, key, batch.keys is not None, source)
             error.__cause__ = exc
         if dead is None:
             raise error
-        dead.append(DeadLetter(self.name, value, exc, key, ts))
+        dead.append(DeadLetter(self.name, value, exc, key, ts, source))
 
     async def emit_dead_letters(self, dead: list[DeadLetter]) -> None:
         if dead:

@@ -99,14 +99,15 @@ class MapOperator(_UserOperator):
             await self.emit_dead_letters(dead)
         if out:
             await self.output.push(
-                Batch(out, without(batch.keys, bad), without(batch.timestamps, bad), batch.split))
+                Batch(out, without(batch.keys, bad), without(batch.timestamps, bad), batch.split,
+                      without(batch.offsets, bad)))
 
 
 class FilterOperator(_UserOperator):
     async def process(self, batch: Batch) -> None:
         fn = self.fn
         dead = self._dead_list()
-        if batch.keys is None and batch.timestamps is None:
+        if batch.keys is None and batch.timestamps is None and batch.offsets is None:
             out: list[Any] = []
             extend = out.extend
 
@@ -124,9 +125,11 @@ class FilterOperator(_UserOperator):
                 flags.insert(index, False)
             keys = batch.keys
             ts = batch.timestamps
+            offsets = batch.offsets
             result = Batch(list(compress(batch.values, flags)),
                            None if keys is None else list(compress(keys, flags)),
-                           None if ts is None else list(compress(ts, flags)), batch.split)
+                           None if ts is None else list(compress(ts, flags)), batch.split,
+                           None if offsets is None else list(compress(offsets, flags)))
         if dead:
             await self.emit_dead_letters(dead)
         if result.values:
@@ -137,7 +140,7 @@ class FlatMapOperator(_UserOperator):
     async def process(self, batch: Batch) -> None:
         fn = self.fn
         dead = self._dead_list()
-        if batch.keys is None and batch.timestamps is None:
+        if batch.keys is None and batch.timestamps is None and batch.offsets is None:
             out: list[Any] = []
             extend = out.extend
             # list() materialises each record's outputs before any reach ``out``:
@@ -159,6 +162,8 @@ class FlatMapOperator(_UserOperator):
         values: list[Any] = []
         out_keys: list[Any] | None = None if keys is None else []
         out_ts: list[int] | None = None if ts is None else []
+        offsets = batch.offsets
+        out_offsets: list[int] | None = None if offsets is None else []
         for i, value in enumerate(batch.values):
             try:
                 items = list(fn(value))
@@ -170,7 +175,9 @@ class FlatMapOperator(_UserOperator):
                 out_keys.extend([keys[i]] * len(items))
             if out_ts is not None and ts is not None:
                 out_ts.extend([ts[i]] * len(items))
-        return Batch(values, out_keys, out_ts, batch.split)
+            if out_offsets is not None and offsets is not None:
+                out_offsets.extend([offsets[i]] * len(items))
+        return Batch(values, out_keys, out_ts, batch.split, out_offsets)
 
 
 class KeyByOperator(_UserOperator):

@@ -91,7 +91,8 @@ class AssignTimestampsOperator(Operator):
                     self.name, "with_watermarks() needs records that already have "
                     "timestamps (a Kafka source gives each record its own); give them event "
                     "time with assign_timestamps(extractor, strategy) instead")
-            await self._emit(batch.values, batch.keys, batch.timestamps, batch.split)
+            await self._emit(batch.values, batch.keys, batch.timestamps, batch.split,
+                             batch.offsets)
             return
         dead: list[DeadLetter] | None = [] if self.on_error == "dead_letter" else None
         raw: list[Any] = []
@@ -102,21 +103,23 @@ class AssignTimestampsOperator(Operator):
         values = without(batch.values, bad)
         keys = without(batch.keys, bad)
         assert values is not None
+        offsets = without(batch.offsets, bad)
         if _INT.issuperset(map(type, raw)):
             timestamps: list[int] = raw
         else:
             values, keys, timestamps = self._convert(batch, bad, values, keys, raw, dead)
+            offsets = None  # (rare: not worth following them through the conversion)
         if dead:
             await self.emit_dead_letters(dead)
         if not values:
             return
-        await self._emit(values, keys, timestamps, batch.split)
+        await self._emit(values, keys, timestamps, batch.split, offsets)
 
     async def _emit(self, values: list[Any], keys: list[Any] | None, timestamps: list[int],
-                    split_id: Any) -> None:
+                    split_id: Any, offsets: list[int] | None) -> None:
         split = self._split(split_id)
         punctuated = split.generator.on_batch(values, timestamps)
-        await self.output.push(Batch(values, keys, timestamps, split_id))
+        await self.output.push(Batch(values, keys, timestamps, split_id, offsets))
         periodic = split.generator.on_periodic_emit()
         for wm in (punctuated, periodic):
             if wm is not None and wm > split.watermark:
