@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from .connectors.collections import AsyncIterableReader, IterableReader
 from .connectors.kafka import KafkaSource
 from .core.checkpoints import Checkpointing
 from .core.graph import Graph
+from .core.health import HealthEndpoint
 from .core.plan import Plan, compile_graph
 from .core.runtime import Job, JobResult, RuntimeOptions
 from .core.source import Source, SourceReader
@@ -209,6 +210,33 @@ class Pipeline:
         finally:
             self._jobs.remove(job)
 
+    def status(self) -> dict[str, Any]:
+        """What an orchestrator or a service's own health check wants to know, as
+        plain data: ``state`` is ``"not running"``, ``"starting"`` (restoring,
+        opening its tasks), ``"running"`` or ``"stopping"``; ``ready`` is true
+        while it runs; ``live`` while it runs or starts; plus the checkpoint it
+        resumed from and the last one it completed."""
+        job = self._jobs[-1] if self._jobs else None
+        if job is None:
+            state = "not running"
+        elif job.stopping:
+            state = "stopping"
+        elif not job.running.is_set():
+            state = "starting"
+        else:
+            state = "running"
+        completed = [] if job is None or job.coordinator is None else job.coordinator.completed
+        last = completed[-1] if completed else None
+        return {
+            "job": self.name, "state": state, "ready": state == "running",
+            "live": state in ("starting", "running", "stopping"),
+            "restored_from": None if job is None else job.restored_from,
+            "checkpoints_completed": len(completed),
+            "last_checkpoint": None if last is None else {
+                "id": last.checkpoint_id, "kind": last.kind, "started_at_ms": last.started_at,
+                "duration_ms": last.duration_ms, "bytes": last.size},
+        }
+
     def stop(self) -> None:
         """Ask the running job to stop: its sources stop reading, what is in flight
         is finished, a final checkpoint is taken, and ``run()`` returns. Started
@@ -218,11 +246,17 @@ class Pipeline:
         for job in self._jobs:
             job.stop()
 
-    def _main(self, from_checkpoint: int | None, stop_on_signals: bool
-              ) -> Coroutine[Any, Any, JobResult]:
-        if stop_on_signals:
-            return self._serve(from_checkpoint)
-        return self.run_async(from_checkpoint=from_checkpoint)
+    async def _main(self, from_checkpoint: int | None, stop_on_signals: bool,
+                    health: HealthEndpoint | None) -> JobResult:
+        if health is not None:
+            await health.start()
+        try:
+            if stop_on_signals:
+                return await self._serve(from_checkpoint)
+            return await self.run_async(from_checkpoint=from_checkpoint)
+        finally:
+            if health is not None:
+                await health.stop()
 
     async def _serve(self, from_checkpoint: int | None) -> JobResult:
         """``run_async``, stopping on the first SIGTERM or SIGINT (with
@@ -270,13 +304,17 @@ class Pipeline:
                 "checkpointing=sl.Checkpointing(...)")
         return await job.coordinator.trigger("savepoint")
 
-    def run(self, *, from_checkpoint: int | None = None, stop_on_signals: bool = False
-            ) -> JobResult:
+    def run(self, *, from_checkpoint: int | None = None, stop_on_signals: bool = False,
+            health_port: int | None = None, health_host: str = "0.0.0.0",
+            health_file: str | None = None) -> JobResult:
         """Run until every bounded input has ended; uses uvloop when installed.
         ``from_checkpoint`` as for ``run_async``. With ``stop_on_signals`` (what
         ``streamlet run`` does), the first SIGTERM or SIGINT stops the job
         gracefully when it has checkpointing (see ``stop``), and the second, or
-        the first without checkpointing, cancels it (``KeyboardInterrupt``)."""
+        the first without checkpointing, cancels it (``KeyboardInterrupt``).
+        ``health_port`` serves ``/healthz``, ``/readyz`` and ``/`` over HTTP for
+        orchestrators; ``health_file`` is a status file present while the job
+        is ready (docs/kafka.md, "Running as a sidecar")."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -294,6 +332,10 @@ class Pipeline:
         # young collection would promote records still in flight; and each full
         # collection walks every long-lived object, which in a job is its keyed
         # state and window contents.
+        health = None
+        if health_port is not None or health_file is not None:
+            health = HealthEndpoint(self.status, port=health_port, host=health_host,
+                                    file=health_file)
         thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*_JOB_GC_THRESHOLDS)
@@ -301,8 +343,8 @@ class Pipeline:
             try:
                 import uvloop  # noqa: PLC0415  # optional: only where the platform has it
             except ImportError:
-                return asyncio.run(self._main(from_checkpoint, stop_on_signals))
-            return uvloop.run(self._main(from_checkpoint, stop_on_signals))
+                return asyncio.run(self._main(from_checkpoint, stop_on_signals, health))
+            return uvloop.run(self._main(from_checkpoint, stop_on_signals, health))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()

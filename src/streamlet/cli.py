@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--from-savepoint", type=int, metavar="ID", dest="from_checkpoint",
                      help="start from this savepoint (or checkpoint) of the pipeline's "
                           "checkpoint storage instead of the latest checkpoint")
+    run.add_argument("--health-port", type=int, metavar="PORT",
+                     help="serve /healthz (alive), /readyz (ready) and / (status, JSON) "
+                          "over HTTP on this port, for orchestrators")
+    run.add_argument("--health-host", default="0.0.0.0", metavar="HOST",
+                     help="the address the health endpoint listens on (default 0.0.0.0)")
+    run.add_argument("--health-file", metavar="PATH",
+                     help="a status file (JSON) that exists while the job is ready and is "
+                          "rewritten every 5 s, for probes that run a command")
+    run.add_argument("--log-level", default="INFO",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="log to stderr from this level (default INFO), unless the "
+                          "program configured logging itself")
     savepoint = commands.add_parser(
         "savepoint", help="take a savepoint of a running job (one with checkpointing), "
                           "through its control socket; prints its id")
@@ -202,6 +215,18 @@ def _savepoint(pipeline: Pipeline) -> int:
     return 0
 
 
+def _configure_logging(level: str) -> None:
+    """What a sidecar's operator reads: what the job consumes, where its
+    checkpoints go, each checkpoint; on stderr, one line per event."""
+    root = logging.getLogger()
+    if root.handlers:
+        return  # the program set up logging itself
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # the Kafka client's INFO lines are about its own bookkeeping
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "checkpoints":
@@ -213,7 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "savepoint":
             return _savepoint(pipeline)
-        result = pipeline.run(from_checkpoint=args.from_checkpoint, stop_on_signals=True)
+        _configure_logging(args.log_level)
+        result = pipeline.run(from_checkpoint=args.from_checkpoint, stop_on_signals=True,
+                              health_port=args.health_port, health_host=args.health_host,
+                              health_file=args.health_file)
     except KeyboardInterrupt:
         print("streamlet: cancelled (Ctrl-C); every task stopped and every sink closed",
               file=sys.stderr)

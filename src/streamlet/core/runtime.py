@@ -344,6 +344,8 @@ class Job:
         config = opts.checkpointing
         assert config is not None
         storage = open_storage(config.storage_url(opts.job_name))
+        log.info("job %r checkpoints every %d ms to %s", opts.job_name, config.interval_ms,
+                 storage.url)
         snapshot = await asyncio.to_thread(self._restorable, storage)
         first_id = await asyncio.to_thread(storage.next_id, opts.job_name)
         self.coordinator = CheckpointCoordinator(
