@@ -305,7 +305,7 @@ class Pipeline:
         return await job.coordinator.trigger("savepoint")
 
     def run(self, *, from_checkpoint: int | None = None, stop_on_signals: bool = False,
-            health_port: int | None = None, health_host: str = "0.0.0.0",
+            health_port: int | None = None, health_host: str = "127.0.0.1",
             health_file: str | None = None) -> JobResult:
         """Run until every bounded input has ended; uses uvloop when installed.
         ``from_checkpoint`` as for ``run_async``. With ``stop_on_signals`` (what

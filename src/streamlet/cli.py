@@ -81,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, metavar="PORT",
                      help="serve /healthz (alive), /readyz (ready) and / (status, JSON) "
                           "over HTTP on this port, for orchestrators")
-    run.add_argument("--health-host", default="0.0.0.0", metavar="HOST",
-                     help="the address the health endpoint listens on (default 0.0.0.0)")
+    run.add_argument("--health-host", default="127.0.0.1", metavar="HOST",
+                     help="the address the health endpoint listens on (default 127.0.0.1; "
+                          "0.0.0.0 for probes from outside, as in Kubernetes)")
     run.add_argument("--health-file", metavar="PATH",
                      help="a status file (JSON) that exists while the job is ready and is "
                           "rewritten every 5 s, for probes that run a command")

@@ -34,7 +34,7 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 
 
 class HealthEndpoint:
-    def __init__(self, status: Status, *, port: int | None = None, host: str = "0.0.0.0",
+    def __init__(self, status: Status, *, port: int | None = None, host: str = "127.0.0.1",
                  file: str | os.PathLike[str] | None = None,
                  refresh_s: float = REFRESH_S) -> None:
         self.status = status
