@@ -18,7 +18,9 @@ on; without a dead-letter topic the job fails, naming the record.
 The sink builds one aiokafka batch per partition (the key's partition by
 Kafka's murmur2, as the Java client picks it) and sends it with one await,
 and at every checkpoint barrier (and at the end) waits until everything
-sent is acknowledged: at-least-once.
+sent is acknowledged: at-least-once. ``kafka_exactly_once`` builds the
+transactional sink on it. A ``DeadLetter`` record is written with headers
+saying where it was read and why it failed.
 """
 
 from __future__ import annotations
