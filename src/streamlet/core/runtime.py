@@ -200,8 +200,16 @@ class Job:
                 if not mailbox.in_use:  # the common case: nothing else to wait for
                     batch = await reader.next_batch()
                 else:
-                    await mailbox.run_all()
-                    if self.stopping:
+                    # The mail runs while the read goes on, but not past the
+                    # moment the read has a batch: the reader counts a batch in
+                    # its position as it returns it, so the batch goes out before
+                    # the next action, which may be a checkpoint taking the
+                    # position and sending its barrier. (An action can await, a
+                    # source committing its offsets to Kafka, and the read can
+                    # finish meanwhile.)
+                    while mailbox and (reading is None or not reading.done()):
+                        await mailbox.mail.popleft()()
+                    if (reading is None or not reading.done()) and self.stopping:
                         break
                     if reading is None:
                         reading = asyncio.ensure_future(reader.next_batch())
