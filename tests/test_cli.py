@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -221,3 +222,22 @@ def test_sigterm_stops_a_checkpointed_job_with_a_final_checkpoint_and_it_resumes
     code, err = serve(signal.SIGINT)
     assert code == 0, err
     assert "job 'served' stopped on SIGINT (resumed from checkpoint 1); last checkpoint 2" in err
+
+
+def test_the_cli_log_holds_back_a_client_library_repeating_itself() -> None:
+    from streamlet.cli import _Repeats  # noqa: PLC0415  # the filter streamlet run installs
+
+    def record(name: str, at: float) -> logging.LogRecord:
+        line = logging.LogRecord(name, logging.ERROR, "x.py", 1, "Unable to update metadata",
+                                 None, None)
+        line.created = at
+        return line
+
+    repeats = _Repeats()
+    shown = [repeats.filter(record("aiokafka.cluster", at)) for at in (0.0, 0.1, 5.0, 29.0)]
+    assert shown == [True, False, False, False]
+    again = record("aiokafka.cluster", 31.0)
+    assert repeats.filter(again)
+    assert again.getMessage() == ("Unable to update metadata "
+                                  "(3 more like this in the last 30 s)")
+    assert all(repeats.filter(record("streamlet.kafka", at)) for at in (0.0, 0.1))

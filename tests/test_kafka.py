@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_io import consume, produce
 
 import streamlet as sl
@@ -71,6 +71,26 @@ async def test_a_bounded_source_reads_every_partition_to_its_end_with_kafka_time
     for (partition, i), _ in out:
         by_partition.setdefault(partition, []).append(i)
     assert all(seen == list(range(50)) for seen in by_partition.values())  # in order
+
+
+async def test_completed_checkpoints_commit_their_offsets_to_the_group(
+        kafka_bootstrap: str, kafka_topic: Any, tmp_path: Path) -> None:
+    name = await kafka_topic(partitions=2)
+    for partition in range(2):
+        await produce(kafka_bootstrap, name, [b"1"] * (10 + partition), partition=partition)
+    p = sl.Pipeline("monitored", checkpointing=sl.Checkpointing(
+        interval=3_600_000, storage=f"sqlite:///{tmp_path / 'c.db'}"))
+    p.from_kafka(name, bootstrap_servers=kafka_bootstrap, group_id="monitored",
+                 bounded=True).collect()
+    await p.run_async()  # its final checkpoint commits the end offsets
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id="monitored",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assert [await consumer.committed(TopicPartition(name, partition))
+                for partition in range(2)] == [10, 11]
+    finally:
+        await consumer.stop()
 
 
 async def test_records_that_cannot_be_read_go_to_the_dead_letter_topic_with_headers(

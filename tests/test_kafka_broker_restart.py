@@ -87,13 +87,8 @@ class RestartWatch(Watch):
         # the middle of its input, its sink with records to send.
         os.kill(self.pid, signal.SIGSTOP)
         try:
-            # Without COLUMNS: scripts/kafka finds its broker with "ps -o args=",
-            # which cuts command lines to $COLUMNS, and the readline that pytest
-            # loads sets it (in the C environment, not in os.environ) to the
-            # terminal's width
-            env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
             restart = subprocess.Popen([str(SCRIPT), "restart", str(DOWN_S)],
-                                       cwd=SCRIPT.parents[1], env=env,
+                                       cwd=SCRIPT.parents[1],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
             assert restart.stdout is not None

@@ -226,6 +226,38 @@ def _configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":  # the Kafka client's INFO lines are about its own bookkeeping
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    for handler in root.handlers:
+        handler.addFilter(_Repeats())
+
+
+class _Repeats(logging.Filter):
+    """Lets a client library's message through once per ``QUIET_S`` seconds.
+
+    While a broker is down, aiokafka says "Unable to update metadata" thousands
+    of times a second; one line every half minute, with how many were held
+    back, says as much.
+    """
+
+    QUIET_S = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[tuple[str, object], tuple[float, int]] = {}  # -> (shown at, held back)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("streamlet"):
+            return True  # our own lines are each worth reading
+        what = (record.name, record.msg)
+        shown, held = self.last.get(what, (float("-inf"), 0))
+        if record.created - shown < self.QUIET_S:
+            self.last[what] = (shown, held + 1)
+            return False
+        if len(self.last) > 1_000:
+            self.last.clear()
+        self.last[what] = (record.created, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like this in the last {self.QUIET_S:g} s)"
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ saying where it was read and why it failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -45,6 +46,7 @@ log = logging.getLogger("streamlet.kafka")
 FORMATS = ("json", "bytes", "str")
 Format = str | Callable[[bytes], Any]
 _DISCOVER_EVERY = 50  # polls between looks for new partitions
+_LAST_COMMIT_S = 5.0  # how long closing waits for the last offsets to reach Kafka
 _partitioner = DefaultPartitioner()  # Kafka's murmur2 of the key, as the Java client
 
 
@@ -117,6 +119,7 @@ class KafkaReader(SourceReader):
         self._ends: dict[TopicPartition, int] | None = None
         self._polls = 0
         self._handed_out: dict[tuple[str, int], int] = {}
+        self._committing: asyncio.Future[None] | None = None  # offsets on their way to Kafka
 
     # -- positions ---------------------------------------------------------------------
 
@@ -129,13 +132,24 @@ class KafkaReader(SourceReader):
         self._restored = dict(position)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        """Commit the offsets of the checkpoint to Kafka, for monitoring tools."""
+        """Commit the offsets of the checkpoint to Kafka, for monitoring tools.
+
+        In the background: the commit waits for the broker (all through an
+        outage), and the source task must not, or no barrier would go out
+        meanwhile. While one commit is in flight, later ones are skipped; the
+        next checkpoint commits newer offsets anyway."""
         consumer = self._consumer
         if consumer is None or self.source.group_id is None or not self._handed_out:
             return
+        if self._committing is not None and not self._committing.done():
+            return
+        offsets = {TopicPartition(t, p): o for (t, p), o in self._handed_out.items()}
+        self._committing = asyncio.ensure_future(self._commit(consumer, offsets))
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+                      ) -> None:
         try:
-            await consumer.commit({TopicPartition(t, p): o
-                                   for (t, p), o in self._handed_out.items()})
+            await consumer.commit(offsets)
         except Exception as exc:  # monitoring only: the checkpoint holds the truth
             log.warning("source %r: could not commit offsets to Kafka: %s", self.name, exc)
 
@@ -276,6 +290,9 @@ class KafkaReader(SourceReader):
                     self.source.dead_letter_topic)
 
     async def close(self) -> None:
+        if self._committing is not None:  # the last checkpoint's offsets: let them land
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._committing, _LAST_COMMIT_S)
         for client in (self._consumer, self._dead_letters):
             if client is not None:
                 await client.stop()
