@@ -31,22 +31,20 @@ check that the position never goes backwards.
 from __future__ import annotations
 
 import json
-import queue
 import random
 import re
-import subprocess
 import sys
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from killing import CLOCK, Watch
+from killing import run_attempt as run_child
 
 from streamlet.state.checkpoint_storage import open_storage
 from streamlet.state.snapshots import loads
-from streamlet.time.clock import SystemClock
 
 JOB_SCRIPT = Path(__file__).with_name("crash_job.py")
 JOB = "crash"  # crash_job.JOB
@@ -58,10 +56,6 @@ INTERVAL_MS = 20
 KILLS = 24
 """Kills per run; the issue asks for at least 20."""
 MIN_KILLS = 20
-CLOCK = SystemClock()
-"""Wall-clock time, for the random delays of kills and the test's duration."""
-HANG_S = 60.0
-"""No line from the child for this long means it hangs: the test fails."""
 
 WRITING = re.compile(r"^DEBUG writing checkpoint (\d+) of job")
 COMPLETE = re.compile(r"^INFO checkpoint (\d+) of job .* complete")
@@ -112,17 +106,19 @@ def child_command(out_dir: Path, storage: str) -> list[str]:
             "--seed", str(SEED), "--interval", str(INTERVAL_MS)]
 
 
-class _Watch:
+class _Watch(Watch):
     """Follows one attempt's log and says when ``trigger`` fires."""
 
     def __init__(self, trigger: Trigger) -> None:
         self.trigger = trigger
+        self.line = ""  # the last line read: the one a kill followed
         self.counting = not trigger.after_last_event
         self.writing: int | None = None
         self.writes = self.completes = 0
         self.deadline: float | None = None  # a "delay" trigger's moment (ms), once known
 
     def fires(self, line: str) -> bool:
+        self.line = line
         trigger = self.trigger
         if line == LAST_EVENT:
             self.counting = True
@@ -147,57 +143,13 @@ class _Watch:
 
 def run_attempt(command: list[str], cwd: Path, trigger: Trigger | None) -> Attempt:
     """Start the job and kill it as ``trigger`` says (``None``: let it finish)."""
-    proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read(stream: Any = proc.stderr) -> None:
-        for raw in stream:
-            lines.put(raw.decode(errors="replace").rstrip("\n"))
-        lines.put(None)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    seen: list[str] = []
-    watch = None if trigger is None else _Watch(trigger)
-    kill: Kill | None = None
-    try:
-        while True:
-            deadline = None if watch is None else watch.deadline
-            timeout = HANG_S if deadline is None else max(0.0, (deadline - CLOCK.now()) / 1000)
-            try:
-                line = lines.get(timeout=timeout)
-            except queue.Empty:
-                if watch is None or deadline is None:
-                    raise AssertionError(f"the job printed nothing for {HANG_S} s; last "
-                                         f"lines: {seen[-10:]}") from None
-                kill = Kill(watch.trigger, seen[-1] if seen else "", watch.writing)
-                break
-            if line is None:
-                break  # the child has exited
-            seen.append(line)
-            if watch is not None and watch.fires(line):
-                kill = Kill(watch.trigger, line, watch.writing)
-                break
-        if kill is not None:
-            proc.kill()  # SIGKILL, to this child only
-    except BaseException:
-        proc.kill()  # the test failed: leave no process behind
-        raise
-    finally:
-        proc.wait()
-        reader.join()
-        proc.stderr.close()
-    while True:  # what the child printed between the kill and its end
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            break
-        if line is not None:
-            seen.append(line)
-    # a child that exited by itself just before the kill was not killed
-    return Attempt(proc.returncode, seen, kill if proc.returncode == -9 else None)
+    watch = Watch() if trigger is None else _Watch(trigger)
+    child = run_child(command, cwd, watch)
+    kill = None
+    if child.killed:  # (a child that exited by itself just before the kill was not)
+        assert isinstance(watch, _Watch)
+        kill = Kill(watch.trigger, watch.line, watch.writing)
+    return Attempt(child.returncode, child.lines, kill)
 
 
 def checkpoint_state(storage: str) -> tuple[set[int], int]:

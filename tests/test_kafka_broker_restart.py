@@ -35,7 +35,7 @@ from typing import Any
 
 import kafka_crash_job as job
 import pytest
-from kafka_crash_job import CLOCK, Watch, run_attempt
+from killing import CLOCK, Watch, run_attempt
 
 EVENTS = 500_000
 PARTITIONS = 4

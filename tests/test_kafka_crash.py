@@ -49,7 +49,7 @@ from typing import Any
 
 import kafka_crash_job as job
 import pytest
-from kafka_crash_job import CLOCK, Attempt, Watch, run_attempt
+from killing import CLOCK, Attempt, Watch, run_attempt
 
 from streamlet.state.checkpoint_storage import open_storage
 from streamlet.state.snapshots import loads

@@ -39,6 +39,16 @@ async def committed_values(bootstrap: str, topic: str, *, settled: bool = True) 
     return sorted(orjson.loads(r.value)["n"] for r in records)
 
 
+async def restart_and_finish(name: str, tmp_path: Path, out: str, bootstrap: str) -> None:
+    """The next attempt: restored from checkpoint 1, it reads 20..29 and ends."""
+    again = TestSource()
+    async with start(pipeline(name, tmp_path, out, bootstrap, again), again) as job:
+        again.add_all(list(range(20, 30)))
+        again.end()
+        await job.finish()
+        assert job.restored_from == 1
+
+
 async def test_output_shows_when_its_checkpoint_completes_and_only_once(
         kafka_bootstrap: str, kafka_topic: Any, tmp_path: Path) -> None:
     out = await kafka_topic(partitions=3)
@@ -95,13 +105,7 @@ async def test_a_restore_sends_again_a_transaction_the_crash_left_uncommitted(
             job.task.cancel()
     assert await committed_values(kafka_bootstrap, out, settled=False) == []
 
-    again = TestSource()
-    async with start(pipeline("eos-uncommitted", tmp_path, out, kafka_bootstrap, again),
-                     again) as job:
-        again.add_all(list(range(20, 30)))
-        again.end()
-        await job.finish()
-        assert job.restored_from == 1
+    await restart_and_finish("eos-uncommitted", tmp_path, out, kafka_bootstrap)
     assert await committed_values(kafka_bootstrap, out) == list(range(30))
     for producer in crashed:  # fenced by the restart
         await producer.stop()
@@ -133,13 +137,7 @@ async def test_a_restore_does_not_repeat_a_transaction_committed_before_the_cras
             job.task.cancel()
     assert await committed_values(kafka_bootstrap, out, settled=False) == list(range(20))
 
-    again = TestSource()
-    async with start(pipeline("eos-committed", tmp_path, out, kafka_bootstrap, again),
-                     again) as job:
-        again.add_all(list(range(20, 30)))
-        again.end()
-        await job.finish()
-        assert job.restored_from == 1
+    await restart_and_finish("eos-committed", tmp_path, out, kafka_bootstrap)
     assert await committed_values(kafka_bootstrap, out) == list(range(30))
 
 
