@@ -34,8 +34,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import orjson
@@ -47,6 +47,7 @@ import streamlet as sl
 USERS = 100
 PER_MS = 10  # events per millisecond of event time
 PARTITIONS = 4
+PHASE_S = 300  # no run of 1M events takes a tenth of that
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -194,6 +195,16 @@ async def check_output(bootstrap: str, topic: str, events: int) -> int:
     raise AssertionError(f"{topic}: the counts add up to {total}, not {events}")
 
 
+@asynccontextmanager
+async def phase(what: str) -> AsyncIterator[None]:
+    """A run that hangs says which one it was, instead of hanging the benchmark."""
+    try:
+        async with asyncio.timeout(PHASE_S):
+            yield
+    except TimeoutError:
+        raise RuntimeError(f"{what} did not finish in {PHASE_S} s") from None
+
+
 async def main_async(args: argparse.Namespace, bootstrap: str) -> None:
     source = await create_topic(bootstrap, PARTITIONS)
     print(f"writing {args.events:,} events to {source} ...", flush=True)
@@ -202,7 +213,8 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> None:
     for _ in range(args.repeat):
         out = await create_topic(bootstrap, PARTITIONS)
         began = time.perf_counter()
-        sent = await plain_loop(bootstrap, source, out)
+        async with phase("the plain loop"):
+            sent = await plain_loop(bootstrap, source, out)
         results["plain"].append(time.perf_counter() - began)
         assert await check_output(bootstrap, out, args.events) == sent
         for delivery in ("at-least-once", "exactly-once"):
@@ -211,7 +223,8 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> None:
                 job = streamlet_job(bootstrap, source, out, delivery,
                                     f"sqlite:///{Path(directory) / 'c.db'}")
                 began = time.perf_counter()
-                await job.run_async()
+                async with phase(f"streamlet {delivery}"):
+                    await job.run_async()
                 results[delivery].append(time.perf_counter() - began)
             assert await check_output(bootstrap, out, args.events) == sent
     best = {name: min(times) for name, times in results.items()}
