@@ -60,7 +60,7 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
         self.checkpointing = False
         self.in_transaction = False
         self.sent: list[Record] = []  # what the open Kafka transaction holds
-        self.covers: int | None = None  # pre-committed: commits once this checkpoint is
+        self.covers: int | None = None  # pre-committed: commits when this checkpoint does
         self.waiting: list[Record] = []  # arrived after the barrier, before the commit
         self.last_barrier = 0
         self.restored_pending: tuple[int, list[Record]] | None = None
