@@ -171,7 +171,7 @@ class KafkaReader(SourceReader):
                 bootstrap_servers=source.bootstrap_servers, acks="all",
                 **{k: v for k, v in source.client_options.items() if k in _SHARED_OPTIONS})
             await self._dead_letters.start()
-        log.info("source %r reads %s from %s (%d partitions)%s", self.name, source.topics,
+        log.info("source %r reads %s from %s (partitions: %d)%s", self.name, source.topics,
                  source.bootstrap_servers, len(self.offsets),
                  " up to their current end" if source.bounded else "")
         return consumer
