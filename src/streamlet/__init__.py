@@ -33,6 +33,7 @@ from .core.functions_process import KeyedProcessFunction as KeyedProcessFunction
 from .core.functions_process import ProcessFunction as ProcessFunction
 from .core.graph import DEAD_LETTER as DEAD_LETTER
 from .core.operator import DeadLetter as DeadLetter
+from .core.restart import RestartStrategy as RestartStrategy
 from .core.runtime import JobResult as JobResult
 from .core.two_phase import TwoPhaseCommitSink as TwoPhaseCommitSink
 from .errors import CheckpointError as CheckpointError

@@ -17,6 +17,7 @@ from .core.checkpoints import Checkpointing
 from .core.graph import Graph
 from .core.health import HealthEndpoint
 from .core.plan import Plan, compile_graph
+from .core.restart import RestartStrategy, RestartTracker
 from .core.runtime import Job, JobResult, RuntimeOptions
 from .core.source import Source, SourceReader
 from .errors import StreamletConfigError, StreamletError
@@ -37,6 +38,9 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
+_NO_RESTARTS = RestartStrategy.none()
+
+
 @dataclass(frozen=True)
 class _Settings:
     workers: int
@@ -47,8 +51,13 @@ class _Settings:
     clock: Clock
     state_backend: StateBackendFactory
     checkpointing: Checkpointing | None = None
+    restart_strategy: RestartStrategy = _NO_RESTARTS
 
     def __post_init__(self) -> None:
+        if not isinstance(self.restart_strategy, RestartStrategy):
+            raise StreamletConfigError(
+                "restart_strategy must be sl.RestartStrategy.fixed_delay(...), "
+                f".exponential_backoff(...) or .none(), not {self.restart_strategy!r}")
         if self.checkpointing is not None and not isinstance(self.checkpointing, Checkpointing):
             raise StreamletConfigError(
                 f"checkpointing must be sl.Checkpointing(...), not {self.checkpointing!r}")
@@ -73,6 +82,22 @@ class _Settings:
                 f"pipeline uses max_parallelism={self.max_parallelism}; make them equal")
 
 
+async def _wait(clock: Clock, delay_ms: int) -> None:
+    """Until the job's clock has moved ``delay_ms`` on (a ManualClock in tests)."""
+    if delay_ms <= 0:
+        return
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+    handle = clock.call_at(clock.now() + delay_ms, wake)
+    try:
+        await done
+    finally:
+        handle.cancel()
+
+
 class Pipeline:
     """A dataflow job: sources, operators and sinks, built then run.
 
@@ -85,24 +110,30 @@ class Pipeline:
     ``sl.SQLiteState(directory)`` for state larger than memory).
     ``checkpointing=sl.Checkpointing(...)`` makes state exactly-once: the job
     checkpoints as it runs and, started again, resumes from its latest
-    checkpoint (docs/checkpoints.md).
+    checkpoint (docs/checkpoints.md). ``restart_strategy`` says whether a job
+    that fails starts again by itself, from that checkpoint, in the same
+    process (``sl.RestartStrategy``; by default it does not).
     """
 
     def __init__(self, name: str = "pipeline", *, workers: int = 1, batch_size: int = 1024,
                  channel_capacity: int = 8, max_parallelism: int = DEFAULT_MAX_PARALLELISM,
                  scheduling_seed: int = 0, clock: Clock | None = None,
                  state_backend: StateBackendFactory | None = None,
-                 checkpointing: Checkpointing | None = None) -> None:
+                 checkpointing: Checkpointing | None = None,
+                 restart_strategy: RestartStrategy | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise StreamletConfigError(f"a pipeline name is a non-empty str, not {name!r}")
         self.name = name
         self.settings = _Settings(workers, batch_size, channel_capacity, max_parallelism,
                                   scheduling_seed, clock if clock is not None else SystemClock(),
                                   state_backend if state_backend is not None else memory_backend,
-                                  checkpointing)
+                                  checkpointing,
+                                  restart_strategy if restart_strategy is not None
+                                  else _NO_RESTARTS)
         self.graph = Graph()
         self._jobs: list[Job] = []  # the runs in progress
         self._stop_requested: str | None = None  # the signal that asked the job to stop
+        self._restarting = False  # a failed attempt is waiting out its restart delay
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"
@@ -203,12 +234,37 @@ class Pipeline:
                     f"from_checkpoint={from_checkpoint}: the pipeline has no checkpoint "
                     "storage to read it from; give it checkpointing=sl.Checkpointing(...)")
             options = replace(options, restore_id=from_checkpoint)
-        job = Job(self.plan(), options)
-        self._jobs.append(job)
-        try:
-            return await job.run()
-        finally:
-            self._jobs.remove(job)
+        tracker = RestartTracker(self.settings.restart_strategy)
+        clock = options.clock
+        while True:
+            job = Job(self.plan(), options)
+            self._jobs.append(job)
+            began = clock.now()
+            try:
+                return replace(await job.run(), restarts=tracker.restarts)
+            except StreamletConfigError:
+                raise  # a mistake in the pipeline: no restart can fix it
+            except Exception as exc:
+                if job.stopping:
+                    raise
+                delay = tracker.next_delay(clock.now() - began)
+                if delay is None:
+                    if tracker.strategy.kind != "none":
+                        exc.add_note(f"job {self.name!r} failed after {tracker.restarts} "
+                                     f"restarts; its restart strategy ({tracker.strategy}) "
+                                     "allows no more")
+                    raise
+                log.warning("job %r failed (%s: %s); restart %d in %d ms, from its latest "
+                            "checkpoint", self.name, type(exc).__name__, exc,
+                            tracker.restarts, delay)
+            finally:
+                self._jobs.remove(job)
+            self._restarting = True
+            try:
+                await _wait(clock, delay)
+            finally:
+                self._restarting = False
+            options = replace(options, restore_id=None)  # the latest checkpoint now
 
     def status(self) -> dict[str, Any]:
         """What an orchestrator or a service's own health check wants to know, as
@@ -218,7 +274,7 @@ class Pipeline:
         resumed from and the last one it completed."""
         job = self._jobs[-1] if self._jobs else None
         if job is None:
-            state = "not running"
+            state = "restarting" if self._restarting else "not running"
         elif job.stopping:
             state = "stopping"
         elif not job.running.is_set():
@@ -229,7 +285,7 @@ class Pipeline:
         last = completed[-1] if completed else None
         return {
             "job": self.name, "state": state, "ready": state == "running",
-            "live": state in ("starting", "running", "stopping"),
+            "live": state in ("starting", "running", "stopping", "restarting"),
             "restored_from": None if job is None else job.restored_from,
             "checkpoints_completed": len(completed),
             "last_checkpoint": None if last is None else {

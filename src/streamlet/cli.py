@@ -286,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                else f" (resumed from checkpoint {result.restored_from})")
     done = (f"; last checkpoint {result.checkpoints[-1].checkpoint_id}"
             if result.checkpoints else "")
+    if result.restarts:
+        done += f"; restarted {result.restarts} time{'s' if result.restarts > 1 else ''}"
     how = ("finished" if pipeline._stop_requested is None
            else f"stopped on {pipeline._stop_requested}")
     print(f"streamlet: job {pipeline.name!r} {how}{resumed}{done}", file=sys.stderr)

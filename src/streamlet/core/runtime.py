@@ -73,6 +73,7 @@ class JobResult:
     operators: dict[str, dict[str, int]] = field(default_factory=dict)
     checkpoints: list[CheckpointStats] = field(default_factory=list)
     restored_from: int | None = None  # the checkpoint the job resumed from
+    restarts: int = 0  # how often it failed and started again (its restart strategy)
 
 
 class _Supervisor:
