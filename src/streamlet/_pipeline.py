@@ -134,6 +134,8 @@ class Pipeline:
         self._jobs: list[Job] = []  # the runs in progress
         self._stop_requested: str | None = None  # the signal that asked the job to stop
         self._restarting = False  # a failed attempt is waiting out its restart delay
+        # the module:attribute it was loaded from (streamlet run), for other processes
+        self.origin: str | None = None
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
+from ._locate import load_pipeline
 from ._pipeline import Pipeline
 from .core.endpoint import request, socket_path
 from .errors import CheckpointError, StreamletConfigError, StreamletError
@@ -33,41 +30,6 @@ from .state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_st
 
 class CliError(StreamletError):
     """A command line that cannot be carried out."""
-
-
-def load_pipeline(target: str) -> Pipeline:
-    """Resolve ``module:attribute`` or ``file.py:attribute`` to a Pipeline."""
-    module_name, sep, attribute = target.rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise CliError(f"expected module:attribute (e.g. myapp.jobs:pipeline), got {target!r}")
-    module: Any
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise CliError(f"no such file: {module_name}")
-        sys.path.insert(0, str(path.resolve().parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            raise CliError(f"cannot import {module_name!r}: {exc}") from exc
-    obj = module
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CliError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(obj, Pipeline) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, Pipeline):
-        raise CliError(f"{target} is a {type(obj).__name__}, not a streamlet Pipeline")
-    return obj
 
 
 def _parser() -> argparse.ArgumentParser:
