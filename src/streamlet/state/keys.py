@@ -116,3 +116,26 @@ def key_group(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
     h = (h * 0xC2B2AE35) & 0xFFFFFFFF
     h ^= h >> 16
     return h % max_parallelism
+
+
+def key_group_range(worker: int, workers: int,
+                    max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> range:
+    """The contiguous key groups that worker ``worker`` of ``workers`` owns.
+
+    Flink's ``KeyGroupRangeAssignment``: the ranges cover every group once,
+    differ in size by one at most, and stay contiguous, so a checkpoint taken
+    with one number of workers is cut along key groups for another
+    (rescaling) without reading any key."""
+    if not 0 <= worker < workers <= max_parallelism:
+        raise ValueError(f"worker {worker} of {workers} (max_parallelism {max_parallelism})")
+    start = (worker * max_parallelism + workers - 1) // workers
+    stop = ((worker + 1) * max_parallelism + workers - 1) // workers
+    return range(start, stop)
+
+
+def worker_for_key_group(group: int, workers: int,
+                         max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
+    """Which of ``workers`` owns key group ``group``: the inverse of
+    ``key_group_range``, computed without a search (a shuffle routes every
+    batch with it)."""
+    return group * workers // max_parallelism
