@@ -4,14 +4,12 @@
 
 1. The codec alone: encode + decode of one batch of 1024 records, per record,
    best of ``--repeat`` timings, for dicts like ``{"user": "u17", "amount":
-   12.5, "ts": 1700000000000}`` and for ``(str, int)`` tuples; beside it the
-   same batch through pickle alone (protocol 5), for comparison.
+   12.5, "ts": 1700000000000}`` and for ``(str, int)`` tuples.
 2. The channel: ``--batches`` batches of 1024 such dicts from one process to
    another (spawned), each encoded by the sender and decoded by the receiver,
    over ``streamlet.cluster.frames`` (Unix socket, HMAC handshake, credits);
    records per second at the receiver, best of ``--repeat`` runs. ``--loop
-   uvloop`` runs both ends on uvloop; ``--pickle-only`` sends the batches
-   pickled instead, to compare.
+   uvloop`` runs both ends on uvloop.
 
 A benchmark, not a test: it prints numbers and asserts only that the records
 arrived.
@@ -22,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import pickle
 import secrets
 import tempfile
 import time
@@ -60,16 +57,11 @@ def codec_numbers(repeat: int) -> None:
     for name, values in (("dicts", dicts()), ("(str, int) tuples", tuples())):
         batch = Batch(values)
         kind, payload = codec.encode(batch)
-        assert kind == codec.MSGPACK_BATCH
+        assert kind == codec.BATCH
         enc = per_record_ns(lambda b=batch: codec.encode(b), repeat)
         dec = per_record_ns(lambda k=kind, p=payload: codec.decode(k, p), repeat)
-        columns = [values, None, None, None, None]
-        pickled = pickle.dumps(columns, protocol=5)
-        penc = per_record_ns(lambda c=columns: pickle.dumps(c, protocol=5), repeat)
-        pdec = per_record_ns(lambda p=pickled: pickle.loads(p), repeat)
         print(f"codec, {name}: encode {enc:.0f} + decode {dec:.0f} = {enc + dec:.0f} ns/record "
-              f"({len(payload) / N:.1f} bytes/record); pickle alone: {penc:.0f} + {pdec:.0f} "
-              f"= {penc + pdec:.0f} ns/record ({len(pickled) / N:.1f} bytes/record)")
+              f"({len(payload) / N:.1f} bytes/record)")
 
 
 def _run(main: Any, loop: str) -> Any:
@@ -78,16 +70,10 @@ def _run(main: Any, loop: str) -> Any:
     return asyncio.run(main)
 
 
-def _encode_pickle(batch: Batch) -> tuple[int, bytes]:
-    """What the codec would cost with pickle only (the batch then decodes as usual)."""
-    return codec.PICKLED_BATCH, pickle.dumps(
-        [batch.values, batch.keys, batch.timestamps, batch.split, batch.offsets], protocol=5)
-
-
-def _send(path: str, secret: bytes, batches: int, loop: str, pickle_only: bool) -> None:
+def _send(path: str, secret: bytes, batches: int, loop: str) -> None:
     async def run() -> None:
         batch = Batch(dicts())
-        encode = _encode_pickle if pickle_only else codec.encode
+        encode = codec.encode
         sender = await frames.connect(Path(path), secret)
         for _ in range(batches):
             await sender.send(*encode(batch))
@@ -95,14 +81,13 @@ def _send(path: str, secret: bytes, batches: int, loop: str, pickle_only: bool) 
     _run(run(), loop)
 
 
-async def _receive(batches: int, capacity: int, loop: str, pickle_only: bool) -> float:
+async def _receive(batches: int, capacity: int, loop: str) -> float:
     secret = secrets.token_bytes(32)
     with tempfile.TemporaryDirectory(prefix="streamlet-bench-") as tmp:
         path = Path(tmp) / "s" / "bench.sock"
         server = await frames.FrameServer.start(path, secret, capacity=capacity)
         ctx = multiprocessing.get_context("spawn")
-        child = ctx.Process(target=_send, args=(str(path), secret, batches, loop,
-                                                   pickle_only))
+        child = ctx.Process(target=_send, args=(str(path), secret, batches, loop))
         child.start()
         try:
             receiver = await server.accept()
@@ -121,12 +106,9 @@ async def _receive(batches: int, capacity: int, loop: str, pickle_only: bool) ->
     return records / elapsed
 
 
-def channel_numbers(batches: int, repeat: int, capacity: int, loop: str,
-                    pickle_only: bool) -> None:
-    best = max(_run(_receive(batches, capacity, loop, pickle_only), loop)
-               for _ in range(repeat))
-    how = "pickle only" if pickle_only else "codec"
-    print(f"channel ({loop}, {how}): {batches} batches of {N} dicts, capacity {capacity}, "
+def channel_numbers(batches: int, repeat: int, capacity: int, loop: str) -> None:
+    best = max(_run(_receive(batches, capacity, loop), loop) for _ in range(repeat))
+    print(f"channel ({loop}): {batches} batches of {N} dicts, capacity {capacity}, "
           "process to process "
           f"(encode + frames + decode): {best:,.0f} records/s "
           f"({1e9 / best:.0f} ns/record)")
@@ -138,11 +120,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
-    parser.add_argument("--pickle-only", action="store_true",
-                        help="send the batches pickled, skipping msgpack (for comparison)")
     args = parser.parse_args()
     codec_numbers(args.repeat)
-    channel_numbers(args.batches, args.repeat, args.capacity, args.loop, args.pickle_only)
+    channel_numbers(args.batches, args.repeat, args.capacity, args.loop)
 
 
 if __name__ == "__main__":

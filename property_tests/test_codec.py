@@ -2,8 +2,7 @@
 
 "Exactly" is stricter than ``==``: ``same`` also requires equal types at every
 depth (a tuple stays a tuple, 1 does not become 1.0 or True), dict items in the
-same order, and floats equal bit for bit (NaN and -0.0 included). The plain-data
-oracle ``is_plain`` says which path a batch must take.
+same order, and floats equal bit for bit (NaN and -0.0 included).
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlet.cluster.codec import (
-    MSGPACK_BATCH,
-    PICKLED_BATCH,
+    BATCH,
     decode,
     encode,
     from_bytes,
@@ -136,10 +134,10 @@ def round_trip(batch: Batch) -> tuple[int, Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(plain)
-def test_plain_data_round_trips_exactly_through_msgpack(value: Any) -> None:
+def test_plain_data_round_trips_exactly(value: Any) -> None:
     batch = Batch([value], [value] if is_plain_key(value) else None)
     kind, back = round_trip(batch)
-    assert kind == MSGPACK_BATCH
+    assert kind == BATCH
     assert same(back, batch)
 
 
@@ -153,18 +151,17 @@ def is_plain_key(value: Any) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(batches())
-def test_plain_batches_round_trip_exactly_through_msgpack(batch: Batch) -> None:
+def test_plain_batches_round_trip_exactly(batch: Batch) -> None:
     kind, back = round_trip(batch)
-    assert kind == MSGPACK_BATCH
+    assert kind == BATCH
     assert same(back, batch)
 
 
 @settings(max_examples=300, deadline=None)
 @given(batches(values=plain | unplain, keys=hashables | others.filter(is_plain_key)))
-def test_any_batch_round_trips_exactly_and_takes_msgpack_only_if_plain(batch: Batch) -> None:
+def test_any_batch_round_trips_exactly(batch: Batch) -> None:
     kind, back = round_trip(batch)
-    plain_batch = all(is_plain(x) for x in (batch.values, batch.keys, batch.split))
-    assert kind == (MSGPACK_BATCH if plain_batch else PICKLED_BATCH)
+    assert kind == BATCH
     assert same(back, batch)
 
 

@@ -32,7 +32,7 @@ from streamlet.core.control import END_OF_INPUT, Barrier, Watermark
 
 
 def elements(n: int) -> list[Any]:
-    """Batches (plain ones, and some that need pickle) with control elements between them."""
+    """Batches (plain data and other objects) with control elements between them."""
     out: list[Any] = []
     for i in range(n):
         size = 1 + i % 50

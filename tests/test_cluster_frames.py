@@ -119,7 +119,7 @@ async def test_many_batches_arrive_in_order_on_each_of_two_channels(
         got = await guarded(asyncio.gather(*(drain(r) for r in receivers)))
         expected = elements(n)
         kinds = {codec.encode(e)[0] for e in expected}
-        assert {codec.MSGPACK_BATCH, codec.PICKLED_BATCH, codec.WATERMARK, codec.BARRIER,
+        assert {codec.BATCH, codec.WATERMARK, codec.BARRIER,
                 codec.END} <= kinds
         for received in got:
             assert len(received) == len(expected)
@@ -271,7 +271,7 @@ async def raw_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize(("first", "message"), [
-    (frames.HEADER.pack(4, codec.PICKLED_BATCH) + b"\x80\x04N.", "expected the peer's proof "
+    (frames.HEADER.pack(4, codec.BATCH) + b"\x80\x04N.", "expected the peer's proof "
      r"of the job secret, got a frame of type 0x02 and 4 bytes; refused it, and decoded nothing"),
     (frames.HEADER.pack(2**31, 0x81), "announced a frame of 2147483648 bytes"),
     (frames.HEADER.pack(64, 0x81) + bytes(64), "does not know this job's secret"),

@@ -25,6 +25,10 @@ LAYERS = {
     "streamlet.core.stateless": ["streamlet.connectors", "streamlet._stream"],
     "streamlet.connectors.collections": ["streamlet._stream", "streamlet._pipeline",
                                          "streamlet.cli"],
+    "streamlet.cluster.frames": ["streamlet.connectors", "streamlet._", "streamlet.cli",
+                                 "streamlet.state"],
+    "streamlet.cluster.codec": ["streamlet.connectors", "streamlet._", "streamlet.cli",
+                                "streamlet.state"],
 }
 
 

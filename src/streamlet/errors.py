@@ -10,8 +10,14 @@
     ├── StateAccessError (RuntimeError)         keyed state used where there is no current key
     ├── SourceError                             a source failed while reading; the cause is chained
     ├── CheckpointError                         a checkpoint that cannot be written, read or used
-    └── UserFunctionError                       a user function raised; the cause is chained
-        └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
+    ├── UserFunctionError                       a user function raised; the cause is chained
+    │   └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
+    ├── cluster.codec.CodecError (ValueError)   bytes between processes that are no element,
+    │                                           or a record that cannot be pickled
+    └── cluster.frames.ChannelError             a channel between the processes of a job failed
+        ├── AuthenticationError (PermissionError)  the peer does not know the job's secret
+        ├── FrameTooLargeError (ValueError)        a frame over the channel's size limit
+        └── PeerGoneError (ConnectionError)        the other process went away mid-stream
 
 Errors raised from inside a running operator say which operator, and where a
 record is involved they show it (its repr cut short), so that the message
