@@ -29,6 +29,10 @@ LAYERS = {
                                  "streamlet.state"],
     "streamlet.cluster.codec": ["streamlet.connectors", "streamlet._", "streamlet.cli",
                                 "streamlet.state"],
+    "streamlet.cluster.control": ["streamlet.connectors", "streamlet._", "streamlet.cli",
+                                  "streamlet.state", "streamlet.core"],
+    # the worker process imports streamlet._locate (and so the whole library) itself
+    "streamlet.cluster.workers": ["streamlet.connectors", "streamlet._", "streamlet.cli"],
 }
 
 

@@ -1,0 +1,166 @@
+"""Control messages between the coordinator and its workers.
+
+The coordinator is the process that runs the job; each worker is a process it
+started (``streamlet.cluster.workers``). They talk over two framed channels
+(``streamlet.cluster.frames``, authenticated with the job's secret before a
+byte is decoded): worker -> coordinator and coordinator -> worker.
+
+::
+
+    worker -> coordinator                 coordinator -> worker
+    Hello(worker, pid, fingerprint)       Deploy(worker, workers, target, key groups)
+    Failure(worker, error_type, ...)      Start()
+    Deployed(worker)                      TriggerCheckpoint(checkpoint_id)
+    Heartbeat(worker)                     Cancel()
+    AcknowledgeCheckpoint(worker, id)
+
+Each message is one JSON object in one frame of type :data:`CONTROL` (below
+0x80, the frame layer's own, and apart from ``codec``'s kinds 0x02-0x07), with
+a ``"type"`` member naming the message. Decoding checks the type and every
+field, and raises :class:`ControlError` naming what was wrong.
+
+The *fingerprint* of a pipeline (:func:`plan_fingerprint`) is a hash of its
+name, its physical plan and its ``max_parallelism``: a worker whose rebuilt
+pipeline has another fingerprint runs another job, and is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from streamlet.errors import StreamletError
+
+if TYPE_CHECKING:
+    from streamlet._pipeline import Pipeline
+
+CONTROL: Final = 0x10
+"""The frame type of a control message."""
+
+
+class ControlError(StreamletError, ValueError):
+    """A frame that is not a well-formed control message."""
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker rebuilt the pipeline and is ready to be deployed."""
+
+    TYPE: ClassVar[str] = "hello"
+    worker: int
+    pid: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A worker failed (its pipeline did not load, or it broke while running)."""
+
+    TYPE: ClassVar[str] = "failure"
+    worker: int
+    error_type: str  # the exception's qualified type name
+    message: str  # str(exception)
+    traceback: str  # formatted, as the worker saw it
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """What a worker runs: its place among the workers and its key groups."""
+
+    TYPE: ClassVar[str] = "deploy"
+    worker: int
+    workers: int
+    target: str  # module:attribute of the pipeline
+    key_groups_start: int
+    key_groups_stop: int  # exclusive
+
+
+@dataclass(frozen=True)
+class Deployed:
+    TYPE: ClassVar[str] = "deployed"
+    worker: int
+
+
+@dataclass(frozen=True)
+class Start:
+    TYPE: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    TYPE: ClassVar[str] = "heartbeat"
+    worker: int
+
+
+@dataclass(frozen=True)
+class TriggerCheckpoint:
+    TYPE: ClassVar[str] = "trigger_checkpoint"
+    checkpoint_id: int
+
+
+@dataclass(frozen=True)
+class AcknowledgeCheckpoint:
+    TYPE: ClassVar[str] = "acknowledge_checkpoint"
+    worker: int
+    checkpoint_id: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop: the worker ends its channel to the coordinator and exits with code 0."""
+
+    TYPE: ClassVar[str] = "cancel"
+
+
+Message = (Hello | Failure | Deploy | Deployed | Start | Heartbeat | TriggerCheckpoint
+           | AcknowledgeCheckpoint | Cancel)
+
+_MESSAGES: Final[dict[str, type[Message]]] = {
+    cls.TYPE: cls for cls in (Hello, Failure, Deploy, Deployed, Start, Heartbeat,
+                              TriggerCheckpoint, AcknowledgeCheckpoint, Cancel)}
+_FIELD_TYPES: Final = {"int": int, "str": str}
+
+
+def encode(message: Message) -> tuple[int, bytes]:
+    """``(frame type, payload)`` of a control message."""
+    body = {"type": message.TYPE, **dataclasses.asdict(message)}
+    return CONTROL, json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode(kind: int, payload: bytes) -> Message:
+    """The message in a frame; :class:`ControlError` if the frame holds none."""
+    if kind != CONTROL:
+        raise ControlError(f"expected a control frame (type 0x{CONTROL:02x}), got type "
+                           f"0x{kind:02x}")
+    try:
+        body: Any = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ControlError(f"a control frame that is not JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        raise ControlError("a control frame must hold a JSON object with a string 'type'")
+    name = body.pop("type")
+    cls = _MESSAGES.get(name)
+    if cls is None:
+        raise ControlError(f"unknown control message type {name!r}; known: "
+                           f"{', '.join(sorted(_MESSAGES))}")
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    if set(body) != set(fields):
+        raise ControlError(f"control message {name!r} has fields {sorted(body)}, expected "
+                           f"{sorted(fields)}")
+    for field, type_name in fields.items():
+        value = body[field]
+        expected = _FIELD_TYPES[str(type_name)]
+        if type(value) is not expected:
+            raise ControlError(f"control message {name!r}: field {field!r} must be "
+                               f"{type_name}, got {type(value).__name__}")
+    return cls(**body)
+
+
+def plan_fingerprint(pipeline: Pipeline) -> str:
+    """A short hash of what must be the same in every process of one job."""
+    text = "\n".join((pipeline.name, str(pipeline.settings.max_parallelism),
+                      pipeline.plan().describe()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
