@@ -14,10 +14,13 @@
     │   └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
     ├── cluster.codec.CodecError (ValueError)   bytes between processes that are no element,
     │                                           or a record that cannot be pickled
-    └── cluster.frames.ChannelError             a channel between the processes of a job failed
-        ├── AuthenticationError (PermissionError)  the peer does not know the job's secret
-        ├── FrameTooLargeError (ValueError)        a frame over the channel's size limit
-        └── PeerGoneError (ConnectionError)        the other process went away mid-stream
+    ├── cluster.frames.ChannelError             a channel between the processes of a job failed
+    │   ├── AuthenticationError (PermissionError)  the peer does not know the job's secret
+    │   ├── FrameTooLargeError (ValueError)        a frame over the channel's size limit
+    │   └── PeerGoneError (ConnectionError)        the other process went away mid-stream
+    ├── cluster.control.ControlError (ValueError)  a control message that is not one
+    └── cluster.workers.WorkerLostError         a worker process exited or stopped answering
+        └── WorkerFailedError                   ... because it raised (its traceback attached)
 
 Errors raised from inside a running operator say which operator, and where a
 record is involved they show it (its repr cut short), so that the message
