@@ -24,7 +24,6 @@ checkpoint log, not on a timer) while a checkpoint is being written.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import sqlite3
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_checkpoints import committed, hidden
 
 import streamlet as sl
 from streamlet.state.checkpoint_storage import open_storage
@@ -64,18 +64,6 @@ class CheckpointWatch(logging.Handler):
             self.idle.clear()
         elif COMPLETE.match(message):
             self.idle.set()
-
-
-def committed(directory: Path) -> list[Any]:
-    """The records of the visible part files, files in name order: what a reader sees."""
-    rows: list[Any] = []
-    for path in sorted(directory.glob("part-*")):
-        rows.extend(json.loads(line) for line in path.read_text().splitlines())
-    return rows
-
-
-def hidden(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.glob(".*"))
 
 
 def storage_url(base: Path, kind: str) -> str:
@@ -191,17 +179,24 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     return rows
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
-@pytest.mark.parametrize("kind", ["sqlite", "file"])
-def test_a_damaged_newest_checkpoint_is_skipped_and_the_output_stays_exactly_once(
-        kind: str, damage: str, tmp_path: Path, expected: list[Any],
-        caplog: pytest.LogCaptureFixture) -> None:
+def crashed_run(tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+                ) -> tuple[dict[int, Path], int]:
+    """The job crashes after several checkpoints: those, and the newest one's id."""
     caplog.set_level(logging.DEBUG, "streamlet.checkpoints")
     with pytest.raises(sl.UserFunctionError, match="crash"):
         run(tmp_path, kind, fail=True)
     checkpoints = complete_checkpoints(tmp_path, kind)
     newest = max(checkpoints)
     assert newest >= 3, checkpoints
+    return checkpoints, newest
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_output_stays_exactly_once(
+        kind: str, damage: str, tmp_path: Path, expected: list[Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    checkpoints, newest = crashed_run(tmp_path, kind, caplog)
     before = committed(tmp_path / "out")
     # the newest checkpoint's part file is committed: falling back past it must
     # replace it, not add to it
@@ -232,12 +227,7 @@ def test_falling_back_past_two_damaged_checkpoints_commits_no_record_twice(
     stayed visible, and a replay that cut its output into fewer parts (a longer
     interval, so one final part) left the old part-00000002 beside it: 8 records
     twice. The sink now removes, on start, the part files it does not continue."""
-    caplog.set_level(logging.DEBUG, "streamlet.checkpoints")
-    with pytest.raises(sl.UserFunctionError, match="crash"):
-        run(tmp_path, kind, fail=True)
-    checkpoints = complete_checkpoints(tmp_path, kind)
-    newest = max(checkpoints)
-    assert newest >= 3, checkpoints
+    checkpoints, newest = crashed_run(tmp_path, kind, caplog)
     for checkpoint_id in (newest, newest - 1):  # they committed part files 1 and 2
         delete_manifest(kind, checkpoints[checkpoint_id], checkpoint_id)
     caplog.clear()

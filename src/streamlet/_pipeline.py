@@ -271,9 +271,10 @@ class Pipeline:
     def status(self) -> dict[str, Any]:
         """What an orchestrator or a service's own health check wants to know, as
         plain data: ``state`` is ``"not running"``, ``"starting"`` (restoring,
-        opening its tasks), ``"running"`` or ``"stopping"``; ``ready`` is true
-        while it runs; ``live`` while it runs or starts; plus the checkpoint it
-        resumed from and the last one it completed."""
+        opening its tasks), ``"running"``, ``"stopping"`` or ``"restarting"``
+        (a failed attempt waiting out its restart delay); ``ready`` is true
+        while it runs; ``live`` in all but ``"not running"``; plus the
+        checkpoint it resumed from and the last one it completed."""
         job = self._jobs[-1] if self._jobs else None
         if job is None:
             state = "restarting" if self._restarting else "not running"

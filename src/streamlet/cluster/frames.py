@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from streamlet.core.endpoint import close_unix_server
 from streamlet.errors import StreamletConfigError, StreamletError
 
 Frame = tuple[int, bytes]
@@ -233,12 +234,8 @@ class FrameServer:
     async def close(self) -> None:
         """Stop listening and remove the socket; receivers already accepted stay open,
         ones not yet accepted are closed."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        server, self._server = self._server, None
+        await close_unix_server(server, self.path)
         while not self._accepted.empty():
             item = self._accepted.get_nowait()
             if isinstance(item, FrameReceiver):

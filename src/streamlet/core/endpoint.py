@@ -65,12 +65,17 @@ class ControlEndpoint:
             writer.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        server, self._server = self._server, None
+        await close_unix_server(server, self.path)
+
+
+async def close_unix_server(server: asyncio.AbstractServer | None, path: Path) -> None:
+    """Stop listening and remove the socket file, which outlives the server."""
+    if server is not None:
+        server.close()
+        await server.wait_closed()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # noqa: ASYNC240  # a socket file: no I/O worth a thread
 
 
 async def request(path: Path, command: str) -> dict[str, Any]:

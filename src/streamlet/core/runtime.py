@@ -177,10 +177,11 @@ class Job:
                 op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
             else:
                 self._source_outputs[node.id] = fan_out(main)
-                consumers_of = [self.operators.get(c.id) for c, inp in consumers[node.id]]
-                self._announces[node.id] = bool(consumers_of) and all(
-                    is_chained(c) and op is not None and op.takes_split_announcements
-                    for (c, _), op in zip(consumers[node.id], consumers_of, strict=True))
+                outs = consumers[node.id]
+                self._announces[node.id] = bool(outs) and all(
+                    is_chained(c) and getattr(self.operators.get(c.id),
+                                              "takes_split_announcements", False)
+                    for c, _ in outs)
 
     def _output_to(self, consumer: Node, inp: Any) -> Output:
         if is_chained(consumer):
