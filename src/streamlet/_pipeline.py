@@ -6,12 +6,12 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ._stream import Stream
-from .connectors.collections import AsyncIterableReader, IterableReader
+from .connectors.collections import AsyncIterableReader, IterableReader, PartitionsReader
 from .connectors.kafka import KafkaSource
 from .core.checkpoints import Checkpointing
 from .core.graph import Graph
@@ -159,6 +159,25 @@ class Pipeline:
         def make(node_name: str) -> SourceReader:
             return IterableReader(node_name, iterable, size)
         return self._source(name, "from_iterable", make)
+
+    def from_partitions(self, partitions: Sequence[Iterable[Any]], *,
+                        name: str | None = None) -> Stream:
+        """A bounded source of several partitions, each a list or iterable, read
+        as a Kafka topic's partitions are: each partition is a split of its own
+        (watermarks per partition, see ``with_watermarks``), and with
+        ``workers=N`` partition ``p`` is read by worker ``p % N``, so reading
+        and parsing are spread over the workers too."""
+        if isinstance(partitions, (str, bytes)) or not isinstance(partitions, Sequence) or \
+                not all(isinstance(p, Iterable) for p in partitions):
+            raise StreamletConfigError(
+                f"from_partitions() takes a list of iterables (one per partition), not "
+                f"{partitions!r:.80}")
+        parts = list(partitions)
+        size = self.settings.batch_size
+
+        def make(node_name: str) -> SourceReader:
+            return PartitionsReader(node_name, parts, size)
+        return self._source(name, "from_partitions", make)
 
     def from_async_iterable(self, iterable: AsyncIterable[Any], *,
                             name: str | None = None) -> Stream:

@@ -154,3 +154,10 @@ class AsyncIterableReader(SourceReader):
             # an async generator still running in its pump cannot be closed twice
             with contextlib.suppress(RuntimeError):
                 await aclose()
+
+
+class PartitionsReader(SourceReader):
+    """Placeholder: being written (issue 7)."""
+
+    def __init__(self, name: str, partitions: list[Iterable[Any]], batch_size: int) -> None:
+        raise NotImplementedError("from_partitions is being written")

@@ -178,15 +178,20 @@ def checking_first_call(owner: Any, attribute: str, fn: Callable[..., Any]) -> C
 
 class OperatorContext:
     """What the runtime gives an operator when it opens: a way to start
-    background tasks the job watches, the job's clock, and the mailbox of the
-    task the operator runs in."""
+    background tasks the job watches, the job's clock, the mailbox of the
+    task the operator runs in, and which of the job's ``parallelism``
+    parallel instances it is (``subtask``; one per worker process, so a sink
+    that names files or Kafka transactions keeps them apart)."""
 
     def __init__(self, spawn: Callable[[Coroutine[Any, Any, None], str], Any],
-                 max_parallelism: int, clock: Clock, mailbox: Mailbox) -> None:
+                 max_parallelism: int, clock: Clock, mailbox: Mailbox, *,
+                 subtask: int = 0, parallelism: int = 1) -> None:
         self.spawn = spawn
         self.max_parallelism = max_parallelism
         self.clock = clock
         self.mailbox = mailbox
+        self.subtask = subtask
+        self.parallelism = parallelism
 
     def call_at(self, when: int, action: Action) -> TimerHandle:
         """Run ``action`` on this operator's task once processing time reaches ``when``."""
@@ -236,6 +241,15 @@ class Operator:
         """Take back what ``snapshot_state`` returned, before the first batch."""
         raise StreamletConfigError(
             f"operator {self.name!r} keeps no state, but the checkpoint has state for it")
+
+    def rescale_meta(self, metas: list[bytes], subtask: int, parallelism: int) -> bytes:
+        """The non-keyed part of this operator's state for ``subtask`` of
+        ``parallelism``, from the parts of every subtask of a checkpoint taken
+        with another number of workers (keyed state moves with its key groups
+        by itself). The default keeps subtask 0's: right for what every
+        subtask of a keyed operator holds alike (the watermark, which reaches
+        them all)."""
+        return metas[0] if metas else b""
 
     def restored(self, checkpoint_id: int, increments: int) -> None:
         """After ``restore_state``: the state is checkpoint ``checkpoint_id``'s, built

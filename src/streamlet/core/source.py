@@ -38,6 +38,21 @@ class SourceReader:
             "to seek to. Use a source that can (from_iterable, Kafka, or a Source whose "
             "reader implements position() and seek()), or start without the checkpoint.")
 
+    def assign(self, subtask: int, parallelism: int) -> bool:
+        """Take the splits that subtask ``subtask`` of ``parallelism`` reads (one
+        per worker process), before the first ``next_batch``; False when it
+        reads none, and its task ends at once. A source that is not split (a
+        list, an async iterable) is read by subtask 0 alone, as Flink reads a
+        collection."""
+        return subtask == 0
+
+    def merge_positions(self, positions: list[Any]) -> Any:
+        """The position to ``seek`` to, from the positions of every subtask of a
+        checkpoint taken with another number of workers (each read its own
+        splits). The default: subtask 0's, the one that read a source that is
+        not split."""
+        return positions[0] if positions else None
+
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """The checkpoint that last asked for ``position()`` is durable (a Kafka
         source commits those offsets to Kafka, for monitoring)."""
