@@ -4,7 +4,8 @@ A sync iterable is read a batch at a time with ``islice`` (or plain slicing
 for a list), so the source adds nothing per record. An async iterable is
 drained by a pump task into a buffer, and each batch takes whatever has
 arrived: a fast async generator yields full batches, a trickle yields small
-ones without waiting for a batch to fill.
+ones without waiting for a batch to fill. ``from_partitions`` reads several
+iterables as the splits of one source, spread over the workers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -157,7 +158,129 @@ class AsyncIterableReader(SourceReader):
 
 
 class PartitionsReader(SourceReader):
-    """Placeholder: being written (issue 7)."""
+    """Several partitions, each a split of its own, as a Kafka topic's are.
+
+    Every partition the reader owns is announced first (an empty batch naming
+    it), so that a partition that has not delivered yet holds event time back
+    downstream; then the owned partitions are read round robin, a batch at a
+    time, each batch carrying its partition index as ``split``. Subtask ``s``
+    of ``n`` owns the partitions ``p`` with ``p % n == s``. The position is the
+    number of records read from each owned partition.
+    """
 
     def __init__(self, name: str, partitions: list[Iterable[Any]], batch_size: int) -> None:
-        raise NotImplementedError("from_partitions is being written")
+        self.name = name
+        self.batch_size = batch_size
+        self._partitions = partitions
+        self._lists: list[Sequence[Any] | None] = [
+            p if isinstance(p, (list, tuple)) else None for p in partitions]
+        self._owned = list(range(len(partitions)))
+        self._restored: dict[int, int] = {}
+        self._positions = dict.fromkeys(self._owned, 0)
+        self._iterators: dict[int, Iterator[Any]] = {}
+        self._errors: dict[int, SourceError] = {}
+        self._turns: deque[int] | None = None  # owned partitions not yet ended, in turn
+        self._announce: deque[int] = deque()
+
+    def assign(self, subtask: int, parallelism: int) -> bool:
+        self._owned = [p for p in range(len(self._partitions)) if p % parallelism == subtask]
+        self._positions = {p: self._restored.get(p, 0) for p in self._owned}
+        return bool(self._owned)
+
+    def position(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def seek(self, position: Any) -> None:
+        """Resume each partition after the records ``position`` counts: the
+        partitions must give the same records in the same order as in the run
+        that took the checkpoint (a partition's iterable is skipped when it is
+        first read)."""
+        restored = {int(p): int(n) for p, n in dict(position).items()}
+        for p, n in restored.items():
+            if not 0 <= p < len(self._partitions):
+                raise CheckpointError(
+                    f"source {self.name!r} resumes partition {p}, but it has only "
+                    f"{len(self._partitions)} partitions: give it the same partitions as "
+                    "the run that took the checkpoint")
+            items = self._lists[p]
+            if items is not None and n > len(items):
+                raise CheckpointError(
+                    f"source {self.name!r} resumes partition {p} after {n} records, but it "
+                    f"has only {len(items)}: give it the same records as the run that took "
+                    "the checkpoint")
+        self._restored = restored
+        self._positions = {p: restored.get(p, 0) for p in self._owned}
+
+    def merge_positions(self, positions: list[Any]) -> dict[int, int]:
+        """Each old subtask counted its own partitions: together, all of them."""
+        merged: dict[int, int] = {}
+        for position in positions:
+            if position:
+                merged.update(position)
+        return merged
+
+    def _start(self) -> deque[int]:
+        """The owned partitions with records left (a list's are known), announced
+        before any record is read."""
+        turns = deque(p for p in self._owned if (items := self._lists[p]) is None
+                      or self._positions[p] < len(items))
+        self._announce.extend(turns)
+        self._turns = turns
+        return turns
+
+    async def next_batch(self) -> Batch | None:
+        turns = self._turns if self._turns is not None else self._start()
+        if self._announce:
+            return Batch([], split=self._announce.popleft())
+        while turns:
+            p = turns.popleft()
+            values = self._read(p)
+            if values:
+                self._positions[p] += len(values)
+                turns.append(p)
+                return Batch(values, split=p)
+        return None
+
+    def _read(self, p: int) -> list[Any]:
+        start = self._positions[p]
+        items = self._lists[p]
+        if items is not None:
+            chunk = items[start:start + self.batch_size]
+            return chunk if type(chunk) is list else list(chunk)
+        error = self._errors.get(p)
+        if error is not None:
+            raise error
+        values: list[Any] = []
+        try:
+            iterator = self._iterators.get(p)
+            if iterator is None:
+                iterator = self._iterators[p] = self._skip(p, start)
+            values.extend(islice(iterator, self.batch_size))
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            # deliver the records read before the failure, then fail
+            error = self._errors[p] = SourceError(
+                self.name, f"partition {p}, {_after(start + len(values))}", exc)
+            error.__cause__ = exc
+            if not values:
+                raise error from exc
+        return values
+
+    def _skip(self, p: int, count: int) -> Iterator[Any]:
+        iterator = iter(self._partitions[p])
+        if count:
+            skipped = sum(1 for _ in islice(iterator, count))
+            if skipped < count:
+                raise CheckpointError(
+                    f"source {self.name!r} resumes partition {p} after {count} records, "
+                    f"but its iterable has only {skipped}: give it the same records as the "
+                    "run that took the checkpoint")
+        return iterator
+
+    async def close(self) -> None:
+        # generators' finally blocks run now, not whenever they are collected
+        for iterator in self._iterators.values():
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
