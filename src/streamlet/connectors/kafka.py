@@ -9,7 +9,9 @@ from it). The offsets are the source's position in every checkpoint; when a
 checkpoint completes they are also committed to Kafka under ``group_id``, for
 monitoring tools only. With ``bounded=True`` the source reads up to the end
 offsets it finds when it starts, then ends, so the same job runs as a batch
-job. New partitions are picked up while running.
+job. New partitions are picked up while running. With ``workers=N`` each
+worker's reader takes the partitions ``owns_partition`` gives it, and keeps
+running (and looking for new partitions) even when that is none yet.
 
 A record that cannot be deserialized goes to ``dead_letter_topic`` with
 headers naming its topic, partition, offset and the error, and the job goes
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -77,6 +80,14 @@ def serializer(fmt: Format | None, what: str) -> Callable[[Any], bytes | None]:
         f"{what}={fmt!r}: use one of {', '.join(FORMATS)} or a function returning bytes")
 
 
+def owns_partition(topic: str, partition: int, subtask: int, parallelism: int) -> bool:
+    """Whether subtask ``subtask`` of ``parallelism`` reads ``partition`` of
+    ``topic``: consecutive partitions go to consecutive subtasks, from a start
+    that depends on the topic (stable across runs and processes), so the
+    partitions of several small topics do not all land on subtask 0."""
+    return (partition + zlib.crc32(topic.encode())) % parallelism == subtask
+
+
 class KafkaSource(Source):
     def __init__(self, topics: str | Iterable[str], *, bootstrap_servers: str,
                  group_id: str | None, value_format: Format, key_format: Format | None,
@@ -120,16 +131,42 @@ class KafkaReader(SourceReader):
         self._polls = 0
         self._handed_out: dict[tuple[str, int], int] = {}
         self._committing: asyncio.Future[None] | None = None  # offsets on their way to Kafka
+        self._subtask = 0
+        self._parallelism = 1
+
+    def assign(self, subtask: int, parallelism: int) -> bool:
+        """Read only the partitions ``owns_partition`` gives this subtask. True
+        even when that is none yet: partitions are found while running."""
+        self._subtask = subtask
+        self._parallelism = parallelism
+        return True
+
+    def _owns(self, topic: str, partition: int) -> bool:
+        return self._parallelism == 1 or owns_partition(
+            topic, partition, self._subtask, self._parallelism)
 
     # -- positions ---------------------------------------------------------------------
 
     def position(self) -> dict[tuple[str, int], int]:
-        position = {(tp.topic, tp.partition): offset for tp, offset in self.offsets.items()}
+        if self._consumer is None and self._restored is not None:
+            # not started yet: still where the restored checkpoint was
+            position = {tp: offset for tp, offset in self._restored.items() if self._owns(*tp)}
+        else:
+            position = {(tp.topic, tp.partition): offset
+                        for tp, offset in self.offsets.items()}
         self._handed_out = position
         return position
 
     def seek(self, position: Any) -> None:
         self._restored = dict(position)
+
+    def merge_positions(self, positions: list[Any]) -> dict[tuple[str, int], int]:
+        """Each old subtask read its own partitions: together, all of them."""
+        merged: dict[tuple[str, int], int] = {}
+        for position in positions:
+            if position:
+                merged.update(position)
+        return merged
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Commit the offsets of the checkpoint to Kafka, for monitoring tools.
@@ -171,8 +208,10 @@ class KafkaReader(SourceReader):
                 bootstrap_servers=source.bootstrap_servers, acks="all",
                 **{k: v for k, v in source.client_options.items() if k in _SHARED_OPTIONS})
             await self._dead_letters.start()
-        log.info("source %r reads %s from %s (partitions: %d)%s", self.name, source.topics,
-                 source.bootstrap_servers, len(self.offsets),
+        log.info("source %r reads %s from %s (partitions: %d%s)%s", self.name,
+                 source.topics, source.bootstrap_servers, len(self.offsets),
+                 "" if self._parallelism == 1
+                 else f", as subtask {self._subtask} of {self._parallelism}",
                  " up to their current end" if source.bounded else "")
         return consumer
 
@@ -188,7 +227,8 @@ class KafkaReader(SourceReader):
             if not partitions:
                 raise SourceError(self.name, f"topic {topic!r}", LookupError(
                     f"topic {topic!r} does not exist on {self.source.bootstrap_servers}"))
-            found.extend(TopicPartition(topic, p) for p in sorted(partitions))
+            found.extend(TopicPartition(topic, p) for p in sorted(partitions)
+                         if self._owns(topic, p))
         return found
 
     async def _assign(self, partitions: list[TopicPartition]) -> None:
@@ -239,6 +279,11 @@ class KafkaReader(SourceReader):
             self._polls += 1
             if self._ends is None and self._polls % _DISCOVER_EVERY == 0:
                 await self._assign(await self._partitions())
+            if not self.offsets:
+                # no partition of ours yet (a consumer without one would wait in
+                # getmany for an assignment forever): look again later
+                await asyncio.sleep(0.1)
+                return Batch([])
             data = await consumer.getmany(timeout_ms=100, max_records=self.batch_size)
             if not data:
                 return Batch([])  # nothing yet: let the task take a turn

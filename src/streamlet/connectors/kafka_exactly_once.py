@@ -19,6 +19,12 @@ transaction become visible exactly when it commits, so after a restore the
 marker tells whether the checkpoint's transaction committed before the crash:
 if it did, nothing is done; if not (it was aborted), its records are sent
 again in a new transaction, marker included, before anything else.
+
+With ``workers=N`` (N > 1) each worker's producer has its own
+``transactional.id``, ``<transactional_id>-<subtask>``, and its own marker
+group of that name. Restoring with another number of workers is refused: a
+transaction of a worker that no longer exists could be neither committed nor
+fenced.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from streamlet.core.batch import Batch
-from streamlet.core.operator import Acknowledge
+from streamlet.core.operator import Acknowledge, OperatorContext
+from streamlet.errors import CheckpointError
 from streamlet.state.snapshots import OperatorState, dumps, loads
 
 from .kafka import _SHARED_OPTIONS, Format, KafkaSinkOperator, Record
@@ -55,6 +62,7 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
                  client_options: dict[str, Any]) -> None:
         super().__init__(name, topic, bootstrap_servers, key, value_format, key_format,
                          client_options)
+        self.configured_id = transactional_id
         self.transactional_id = transactional_id
         self.marker = TopicPartition(topic, 0)
         self.checkpointing = False
@@ -64,6 +72,11 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
         self.waiting: list[Record] = []  # arrived after the barrier, before the commit
         self.last_barrier = 0
         self.restored_pending: tuple[int, list[Record]] | None = None
+
+    def open(self, ctx: OperatorContext) -> None:
+        # one producer per worker, fencing none of the others
+        self.transactional_id = (self.configured_id if ctx.parallelism == 1
+                                 else f"{self.configured_id}-{ctx.subtask}")
 
     def open_checkpoints(self, acknowledge: Acknowledge, max_parallelism: int) -> None:
         super().open_checkpoints(acknowledge, max_parallelism)
@@ -93,6 +106,14 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
         if self.covers is None:
             return None
         return OperatorState(dumps((self.covers, self.sent)), {})
+
+    def rescale_meta(self, metas: list[bytes], subtask: int, parallelism: int) -> bytes:
+        raise CheckpointError(
+            f"operator {self.name!r}: the checkpoint was taken with {len(metas)} "
+            f"worker{'' if len(metas) == 1 else 's'} and the job now has {parallelism}; an "
+            "exactly-once Kafka sink cannot be rescaled yet (each worker's transactional.id "
+            "holds its own transaction): restore with the same number of workers, or drain "
+            "the job first")
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
         covers, records = loads(state.meta)
