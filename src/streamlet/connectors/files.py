@@ -7,6 +7,14 @@ to its visible name ``part-<n>.<format>`` and the directory fsynced (commit).
 Readers that skip names starting with ``.`` see only committed output. The
 visible names count up from the checkpoint's state, so a restored job gives
 its part files the same names a failure-free run would have.
+
+With ``workers=N`` (N > 1) every worker writes the same directory, and its
+names carry its subtask: ``part-<subtask>-<n>.<format>`` and
+``.part-<subtask>-<attempt>-<n>.inprogress``. Each worker cleans up only
+files of its own subtask; worker 0 also those of subtasks that no longer
+exist (after a restore with fewer workers) and those of a run with one
+worker. A restore with another number of workers starts every counter at
+the highest of the old ones, so no committed name is written twice.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from streamlet.core.two_phase import TwoPhaseCommitSink
 from streamlet.errors import CheckpointError, StreamletConfigError, short_repr
 
 FORMATS = ("jsonl", "text")
-_PART = re.compile(r"part-(\d+)\.[a-z]+")
+# committed and in-progress names, with the subtask when the job had several
+_PART = re.compile(r"part-(?:(\d+)-)?(\d+)\.[a-z]+")
+_HIDDEN = re.compile(r"\.part-(?:(\d+)-)?[0-9a-f]+-\d+\.inprogress")
 
 
 def _jsonl(value: Any) -> bytes:
@@ -73,16 +83,36 @@ class FileSink(TwoPhaseCommitSink[FileTransaction]):
         self.encode: Callable[[Any], bytes] = _jsonl if format == "jsonl" else _text
         self.next_part = 0
         self.attempt = uuid.uuid4().hex[:12]
+        self.subtask = 0
+        self.parallelism = 1
         self._file: BinaryIO | None = None
+
+    def open_subtask(self, subtask: int, parallelism: int) -> None:
+        self.subtask = subtask
+        self.parallelism = parallelism
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def prefix(self) -> str:
+        """What this subtask's names start with after ``part-``: nothing with one worker."""
+        return "" if self.parallelism == 1 else f"{self.subtask}-"
+
+    def _cleans(self, subtask: int | None) -> bool:
+        """Whether clean-up here removes leftovers of ``subtask`` (None: a run with
+        one worker): its own; subtask 0 also those of a run with one worker and
+        of subtasks that no longer exist."""
+        if self.subtask != 0:
+            return subtask == self.subtask
+        return subtask is None or subtask == 0 or subtask >= self.parallelism \
+            or self.parallelism == 1
+
     def begin_transaction(self) -> FileTransaction:
         n = self.next_part
         self.next_part += 1
-        transaction = FileTransaction(f".part-{self.attempt}-{n:08d}.inprogress",
-                                      f"part-{n:08d}.{self.format}")
+        transaction = FileTransaction(f".part-{self.prefix}{self.attempt}-{n:08d}.inprogress",
+                                      f"part-{self.prefix}{n:08d}.{self.format}")
         self._file = open(self.directory / transaction.hidden, "wb")  # noqa: SIM115  # kept open across batches
         return transaction
 
@@ -138,14 +168,25 @@ class FileSink(TwoPhaseCommitSink[FileTransaction]):
         checkpoints newer than the one restored (a fallback past damaged ones, a
         start from an older savepoint, a start without state): the replay writes
         their records again, maybe cut at other places, so keeping them would
-        show some records twice."""
+        show some records twice.
+
+        Only files of the subtasks ``_cleans`` gives this one are touched, so
+        workers starting together leave each other's alone. Every part file of
+        this subtask left on disk is numbered below ``next_part``, so no name is
+        written twice. That removing the ones above is safe across restores with
+        other numbers of workers: ``merge_states`` takes the highest counter, so
+        every counter is above all the part files (of any subtask) that the
+        checkpoints it descends from committed."""
         keep = {t.hidden for t in known}
         for path in self.directory.glob(".part-*"):
-            if path.name not in keep:
+            hidden = _HIDDEN.fullmatch(path.name)
+            subtask = None if hidden is None or hidden.group(1) is None else int(hidden.group(1))
+            if path.name not in keep and self._cleans(subtask):
                 path.unlink(missing_ok=True)
         for path in self.directory.glob("part-*"):
-            number = _PART.fullmatch(path.name)
-            if number is not None and int(number.group(1)) >= self.next_part:
+            part = _PART.fullmatch(path.name)
+            if part is not None and int(part.group(2)) >= self.next_part and self._cleans(
+                    None if part.group(1) is None else int(part.group(1))):
                 path.unlink(missing_ok=True)
         _fsync_directory(self.directory)
 
@@ -159,3 +200,7 @@ class FileSink(TwoPhaseCommitSink[FileTransaction]):
 
     def restore(self, state: Any) -> None:
         self.next_part = state
+
+    def merge_states(self, states: list[Any]) -> int:
+        """Above every old subtask's counter: no name any of them used comes again."""
+        return max((s for s in states if s is not None), default=0)

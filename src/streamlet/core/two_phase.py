@@ -13,6 +13,13 @@ the restored job writes it again into new transactions.
 When the input ends the open transaction is pre-committed, and it commits
 with the job's final checkpoint. Without checkpointing, it commits there
 and then, so output becomes visible when the job ends.
+
+With ``workers=N`` each worker runs its own instance of the sink
+(``open_subtask`` tells it which), with transactions of its own. A restore
+with another number of workers hands the pre-committed transactions of old
+subtask ``i`` to new subtask ``i % N``, which commits them; each new subtask
+also learns the others' (so that its clean-up leaves them alone) and gets
+``merge_states`` of every old subtask's sink state.
 """
 
 from __future__ import annotations
@@ -53,6 +60,11 @@ class TwoPhaseCommitSink(Generic[T]):
         """On start, after a restore: remove what earlier attempts left behind
         that is not one of ``known`` (the transactions the checkpoint holds)."""
 
+    def open_subtask(self, subtask: int, parallelism: int) -> None:
+        """Called once before ``open``: this is subtask ``subtask`` of
+        ``parallelism`` (one per worker process) writing the same output, so
+        it names what it writes apart from the others'."""
+
     def open(self) -> None:
         """Called once before the first record."""
 
@@ -66,6 +78,12 @@ class TwoPhaseCommitSink(Generic[T]):
     def restore(self, state: Any) -> None:
         """Take back what ``state()`` returned."""
 
+    def merge_states(self, states: list[Any]) -> Any:
+        """The state to ``restore`` from the ``state()`` of every subtask of a
+        checkpoint taken with another number of workers. The default keeps
+        subtask 0's."""
+        return states[0] if states else None
+
 
 class TwoPhaseCommitOperator(Operator):
     def __init__(self, name: str, sink: TwoPhaseCommitSink[Any]) -> None:
@@ -76,8 +94,10 @@ class TwoPhaseCommitOperator(Operator):
         self.checkpointing = False
         self.last_barrier = 0
         self._started = False
+        self._others: list[Any] = []  # other subtasks' restored transactions: not ours to clean
 
     def open(self, ctx: OperatorContext) -> None:
+        self.sink.open_subtask(ctx.subtask, ctx.parallelism)
         self.sink.open()
 
     def open_checkpoints(self, acknowledge: Acknowledge, max_parallelism: int) -> None:
@@ -87,7 +107,7 @@ class TwoPhaseCommitOperator(Operator):
     def _start(self) -> None:
         """Before the first transaction: clean up what the checkpoint does not know."""
         self._started = True
-        self.sink.clean_up([t for _, t in self.pending])
+        self.sink.clean_up([t for _, t in self.pending] + self._others)
 
     async def process(self, batch: Batch) -> None:
         if self.transaction is None:
@@ -109,8 +129,27 @@ class TwoPhaseCommitOperator(Operator):
     def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
         return OperatorState(dumps((self.pending, self.sink.state())), {})
 
+    def rescale_meta(self, metas: list[bytes], subtask: int, parallelism: int) -> bytes:
+        """Old subtask ``i``'s pre-committed transactions go to ``i % parallelism``,
+        so each commits once; the others' are listed too, to be left alone."""
+        mine: list[tuple[int, Any]] = []
+        others: list[Any] = []
+        states: list[Any] = []
+        for i, meta in enumerate(metas):
+            if not meta:
+                continue
+            pending, sink_state = loads(meta)[:2]
+            states.append(sink_state)
+            if i % parallelism == subtask:
+                mine.extend(pending)
+            else:
+                others.extend(t for _, t in pending)
+        return dumps((mine, self.sink.merge_states(states), others))
+
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
-        pending, sink_state = loads(state.meta)
+        restored = loads(state.meta)
+        pending, sink_state = restored[:2]
+        self._others = list(restored[2]) if len(restored) > 2 else []
         self.sink.restore(sink_state)
         for _, transaction in pending:  # the checkpoint is complete: they all commit
             self.sink.commit(transaction)
