@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka_io import produce
 
 import streamlet as sl
 from streamlet.connectors.collections import PartitionsReader
@@ -184,11 +185,50 @@ def test_each_kafka_partition_belongs_to_exactly_one_subtask() -> None:
             for t in ("a", "b", "c", "d", "e", "f")} != {0}
 
 
-def kafka_reader() -> Any:
-    source = KafkaSource("t", bootstrap_servers="localhost:1", group_id=None,
+def kafka_reader(topic: str = "t", bootstrap: str = "localhost:1", bounded: bool = False
+                 ) -> Any:
+    source = KafkaSource(topic, bootstrap_servers=bootstrap, group_id=None,
                          value_format="json", key_format=None, start="earliest",
-                         bounded=False, dead_letter_topic=None, client_options={})
+                         bounded=bounded, dead_letter_topic=None, client_options={})
     return source.create_reader("kafka", 10)
+
+
+async def test_kafka_subtasks_read_each_partition_once(kafka_bootstrap: str,
+                                                      kafka_topic: Any) -> None:
+    topic = await kafka_topic(partitions=5)
+    for p in range(5):
+        await produce(kafka_bootstrap, topic, [b"%d" % (100 * p + i) for i in range(3 + p)],
+                      partition=p)
+    read: dict[int, list[Any]] = {}
+    for subtask in range(3):
+        reader = kafka_reader(topic, kafka_bootstrap, bounded=True)
+        assert reader.assign(subtask, 3)
+        try:
+            async with asyncio.timeout(30):
+                while (batch := await reader.next_batch()) is not None:
+                    if batch.values:
+                        t, p = batch.split
+                        assert owns_partition(t, p, subtask, 3)
+                        read.setdefault(p, []).extend(batch.values)
+            assert set(reader.position()) == {
+                (topic, p) for p in range(5) if owns_partition(topic, p, subtask, 3)}
+        finally:
+            await reader.close()
+    assert read == {p: [100 * p + i for i in range(3 + p)] for p in range(5)}
+
+
+async def test_a_kafka_subtask_without_partitions_keeps_polling(kafka_bootstrap: str,
+                                                              kafka_topic: Any) -> None:
+    topic = await kafka_topic(partitions=1)
+    idle = next(s for s in range(3) if not owns_partition(topic, 0, s, 3))
+    reader = kafka_reader(topic, kafka_bootstrap)
+    assert reader.assign(idle, 3)
+    try:
+        async with asyncio.timeout(10):
+            batch = await reader.next_batch()
+        assert batch is not None and batch.values == [] and reader.position() == {}
+    finally:
+        await reader.close()
 
 
 def test_a_kafka_reader_keeps_only_its_partitions_of_a_restored_position() -> None:
