@@ -101,7 +101,8 @@ def test_every_control_message_round_trips() -> None:
         control.Hello(1, 4242, "abc"), control.Failure(2, "RuntimeError", "boom", "tb"),
         control.Deploy(0, 3, "m:p", 0, 43), control.Deployed(0), control.Start(),
         control.Heartbeat(2), control.TriggerCheckpoint(7),
-        control.AcknowledgeCheckpoint(1, 7), control.Cancel()]
+        control.CheckpointComplete(7), control.Finished(1), control.StopJob(),
+        control.Finish(), control.Cancel()]
     for message in messages:
         kind, payload = control.encode(message)
         assert kind == control.CONTROL < 0x80
@@ -153,15 +154,13 @@ async def test_three_workers_say_hello_with_the_same_plan_and_stop_when_cancelle
     assert control_path is not None and control_path.parent.stat().st_mode & 0o077 == 0
 
     await guarded(pool.start_job())
-    await guarded(pool.trigger_checkpoint(1))
-    await guarded(pool.trigger_checkpoint(2))
     await guarded(pool.wait_heartbeats(3))  # they keep beating
     assert min(pool.statistics().heartbeats) >= 3
 
     assert await guarded(pool.cancel()) == [0, 0, 0]
     assert_all_stopped(pool)
     with pytest.raises(StreamletError, match="cancelled"):
-        await pool.trigger_checkpoint(3)
+        await pool.send_all(control.Start())
     await guarded(pool.close())
     assert not control_path.parent.exists()
 
@@ -214,7 +213,7 @@ async def test_a_killed_worker_is_lost_by_its_signal_and_the_others_are_stopped(
     assert_all_stopped(pool)
     assert pool.exit_codes == [0, -signal.SIGKILL, 0]  # the others stopped when asked
     with pytest.raises(WorkerLostError, match="SIGKILL"):
-        await pool.trigger_checkpoint(1)
+        await pool.send_all(control.Start())
 
 
 async def test_a_frozen_worker_is_lost_by_its_missing_heartbeats(
@@ -224,7 +223,7 @@ async def test_a_frozen_worker_is_lost_by_its_missing_heartbeats(
     victim = pool.workers[2]
     os.kill(victim.pid, signal.SIGSTOP)
     with pytest.raises(WorkerLostError) as caught:
-        await guarded(pool.trigger_checkpoint(1))  # worker 2 never acknowledges
+        await guarded(pool.wait_for(lambda: False))  # until worker 2 is lost
     error = caught.value
     assert error.worker == 2 and error.pid == victim.pid
     assert str(error) == (f"worker 2 (pid {victim.pid}) missed its heartbeats: nothing for "
@@ -241,5 +240,5 @@ async def test_a_peer_without_the_secret_cannot_join(
     with pytest.raises(AuthenticationError, match="refused this connection"):
         await guarded(frames.connect(pool.control_path, secrets.token_bytes(32),
                                      name="worker 0"))
-    await guarded(pool.trigger_checkpoint(1))  # the workers did not notice
+    await guarded(pool.wait_heartbeats(2))  # the workers did not notice
     assert await guarded(pool.cancel()) == [0, 0]

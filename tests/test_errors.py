@@ -631,7 +631,9 @@ def test_non_callable_user_function_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"workers": 2}, "workers=2: this version runs one process; use workers=1"),
+    ({"workers": 200}, "workers=200 is more than max_parallelism=128, the number of key "
+                       "groups that keyed state is cut into; raise max_parallelism (before "
+                       "the job's first checkpoint) or use fewer workers"),
     ({"workers": 0}, "workers must be a positive int, got 0"),
     ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
     ({"batch_size": -3}, "batch_size must be a positive int, got -3"),

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._stream import Stream
 from .connectors.collections import AsyncIterableReader, IterableReader, PartitionsReader
@@ -24,6 +24,9 @@ from .errors import StreamletConfigError, StreamletError
 from .state.backend import StateBackendFactory, memory_backend
 from .state.keys import DEFAULT_MAX_PARALLELISM
 from .time.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from .cluster.coordinator import ClusterJob
 
 log = logging.getLogger("streamlet")
 
@@ -62,12 +65,14 @@ class _Settings:
             raise StreamletConfigError(
                 f"checkpointing must be sl.Checkpointing(...), not {self.checkpointing!r}")
         _positive_int(self.workers, "workers")
-        if self.workers != 1:
-            raise StreamletConfigError(
-                f"workers={self.workers}: this version runs one process; use workers=1")
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.channel_capacity, "channel_capacity")
         _positive_int(self.max_parallelism, "max_parallelism")
+        if self.workers > self.max_parallelism:
+            raise StreamletConfigError(
+                f"workers={self.workers} is more than max_parallelism={self.max_parallelism}"
+                ", the number of key groups that keyed state is cut into; raise "
+                "max_parallelism (before the job's first checkpoint) or use fewer workers")
         if not isinstance(self.scheduling_seed, int):
             raise StreamletConfigError("scheduling_seed must be an int")
         if not isinstance(self.clock, Clock):
@@ -131,7 +136,7 @@ class Pipeline:
                                   restart_strategy if restart_strategy is not None
                                   else _NO_RESTARTS)
         self.graph = Graph()
-        self._jobs: list[Job] = []  # the runs in progress
+        self._jobs: list[Job | ClusterJob] = []  # the runs in progress
         self._stop_requested: str | None = None  # the signal that asked the job to stop
         self._restarting = False  # a failed attempt is waiting out its restart delay
         # the module:attribute it was loaded from (streamlet run), for other processes
@@ -139,6 +144,19 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.graph.nodes)} operators)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process gets when the pipeline travels by value: its
+        shape and settings, not the runs in progress here."""
+        state = dict(self.__dict__)
+        state.update(_jobs=[], _stop_requested=None, _restarting=False)
+        return state
+
+    def with_workers(self, workers: int) -> Pipeline:
+        """This pipeline, set to run on ``workers`` processes (``streamlet run
+        --workers N``): the same object, its settings changed."""
+        self.settings = replace(self.settings, workers=workers)
+        return self
 
     # -- sources ---------------------------------------------------------------------
 
@@ -258,7 +276,13 @@ class Pipeline:
         tracker = RestartTracker(self.settings.restart_strategy)
         clock = options.clock
         while True:
-            job = Job(self.plan(), options)
+            job: Job | ClusterJob
+            if self.settings.workers > 1:
+                from .cluster.coordinator import ClusterJob  # noqa: PLC0415  # workers only
+
+                job = ClusterJob(self, options)
+            else:
+                job = Job(self.plan(), options)
             self._jobs.append(job)
             began = clock.now()
             try:

@@ -558,7 +558,7 @@ class Stream(_Outputs):
         def make() -> Operator:
             target.clear()
             return CollectOperator(node_name, target)
-        graph.add("sink", node_name, [self._input()], make_operator=make)
+        graph.add("sink", node_name, [self._input()], make_operator=make, collected=target)
         return target
 
 

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a pipeline until its inputs end or Ctrl-C")
     run.add_argument("target", help="module:attribute or path/to/file.py:attribute")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run on N worker processes of this machine (default: the "
+                          "pipeline's own workers=, 1 unless set); docs/scaling.md")
     run.add_argument("--from-savepoint", type=int, metavar="ID", dest="from_checkpoint",
                      help="start from this savepoint (or checkpoint) of the pipeline's "
                           "checkpoint storage instead of the latest checkpoint")
@@ -234,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "savepoint":
             return _savepoint(pipeline)
         _configure_logging(args.log_level)
+        if args.workers is not None:
+            pipeline.with_workers(args.workers)
         result = pipeline.run(from_checkpoint=args.from_checkpoint, stop_on_signals=True,
                               health_port=args.health_port, health_host=args.health_host,
                               health_file=args.health_file)

@@ -11,8 +11,12 @@ byte is decoded): worker -> coordinator and coordinator -> worker.
     Hello(worker, pid, fingerprint)       Deploy(worker, workers, target, key groups)
     Failure(worker, error_type, ...)      Start()
     Deployed(worker)                      TriggerCheckpoint(checkpoint_id)
-    Heartbeat(worker)                     Cancel()
-    AcknowledgeCheckpoint(worker, id)
+    Heartbeat(worker)                     CheckpointComplete(checkpoint_id)
+    Finished(worker)                      StopJob(), Finish(), Cancel()
+
+What carries state (a checkpoint's part, what to restore, a worker's
+result) is a pickle in a frame of type :data:`OBJECT`, read only after the
+channel authenticated its peer with the job's secret.
 
 Each message is one JSON object in one frame of type :data:`CONTROL` (below
 0x80, the frame layer's own, and apart from ``codec``'s kinds 0x02-0x07), with
@@ -29,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 
 CONTROL: Final = 0x10
 """The frame type of a control message."""
+OBJECT: Final = 0x11
+"""The frame type of a pickled object (state, results) between the job's processes."""
 
 
 class ControlError(StreamletError, ValueError):
@@ -102,10 +109,33 @@ class TriggerCheckpoint:
 
 
 @dataclass(frozen=True)
-class AcknowledgeCheckpoint:
-    TYPE: ClassVar[str] = "acknowledge_checkpoint"
-    worker: int
+class CheckpointComplete:
+    """Every worker's part of the checkpoint is durable: sinks may commit."""
+
+    TYPE: ClassVar[str] = "checkpoint_complete"
     checkpoint_id: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Every task of the worker has ended (its bounded inputs ran out, or it stopped)."""
+
+    TYPE: ClassVar[str] = "finished"
+    worker: int
+
+
+@dataclass(frozen=True)
+class StopJob:
+    """Stop reading, finish what is in flight (``Pipeline.stop``)."""
+
+    TYPE: ClassVar[str] = "stop_job"
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The job is over (its final checkpoint is complete): report and exit."""
+
+    TYPE: ClassVar[str] = "finish"
 
 
 @dataclass(frozen=True)
@@ -116,11 +146,12 @@ class Cancel:
 
 
 Message = (Hello | Failure | Deploy | Deployed | Start | Heartbeat | TriggerCheckpoint
-           | AcknowledgeCheckpoint | Cancel)
+           | CheckpointComplete | Finished | StopJob | Finish | Cancel)
 
 _MESSAGES: Final[dict[str, type[Message]]] = {
     cls.TYPE: cls for cls in (Hello, Failure, Deploy, Deployed, Start, Heartbeat,
-                              TriggerCheckpoint, AcknowledgeCheckpoint, Cancel)}
+                              TriggerCheckpoint, CheckpointComplete,
+                              Finished, StopJob, Finish, Cancel)}
 _FIELD_TYPES: Final = {"int": int, "str": str}
 
 
@@ -157,6 +188,14 @@ def decode(kind: int, payload: bytes) -> Message:
             raise ControlError(f"control message {name!r}: field {field!r} must be "
                                f"{type_name}, got {type(value).__name__}")
     return cls(**body)
+
+
+def encode_object(value: Any) -> tuple[int, bytes]:
+    return OBJECT, pickle.dumps(value, protocol=5)
+
+
+def decode_object(payload: bytes) -> Any:
+    return pickle.loads(payload)  # the channel authenticated its peer: as trusted as the code
 
 
 def plan_fingerprint(pipeline: Pipeline) -> str:

@@ -42,53 +42,45 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
-import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any
 
 from streamlet.errors import StreamletConfigError, StreamletError
 from streamlet.state.keys import DEFAULT_MAX_PARALLELISM, key_group_range
 
 from . import control
 from .control import (
-    AcknowledgeCheckpoint,
     Cancel,
     Deploy,
     Deployed,
     Failure,
+    Finished,
     Heartbeat,
     Hello,
     Message,
     Start,
-    TriggerCheckpoint,
 )
-from .frames import (
-    AuthenticationError,
-    ChannelError,
-    FrameReceiver,
-    FrameSender,
-    FrameServer,
-    connect,
+from .frames import ChannelError, FrameReceiver, FrameSender, FrameServer, connect
+from .worker import (
+    CONTROL_SOCKET,
+    MAX_STATE_FRAME,
+    WorkerArgs,
+    describe_target,
+    worker_main,
+    worker_socket,
 )
 
 log = logging.getLogger(__name__)
 
-CONTROL_SOCKET: Final = "control.sock"
 _REPORTED_TRACEBACK = 4000  # characters of a worker's traceback shown in an error
-
-
-def worker_socket(index: int) -> str:
-    return f"worker-{index}.sock"
 
 
 @dataclass(frozen=True)
@@ -128,14 +120,14 @@ class WorkerLostError(StreamletError):
 class WorkerFailedError(WorkerLostError):
     """A worker reported an exception (e.g. the pipeline's module did not import)."""
 
-    def __init__(self, worker: int, pid: int | None, failure: Failure, target: str) -> None:
+    def __init__(self, worker: int, pid: int | None, failure: Failure, what: str) -> None:
         self.error_type = failure.error_type
         self.error_message = failure.message
         self.worker_traceback = failure.traceback
         text = failure.traceback
         if len(text) > _REPORTED_TRACEBACK:
             text = "...\n" + text[-_REPORTED_TRACEBACK:]
-        super().__init__(worker, pid, f"failed to load the pipeline {target!r}: "
+        super().__init__(worker, pid, f"failed {what}: "
                                       f"{failure.error_type}: {failure.message}\n"
                                       f"Traceback in the worker:\n{text.rstrip()}")
 
@@ -195,13 +187,15 @@ class WorkerPool:
     ``async with await WorkerPool.launch(target, 3, fingerprint=...) as pool:``
     """
 
-    def __init__(self, target: str, workers: int, fingerprint: str,
+    def __init__(self, target: str | bytes, workers: int, fingerprint: str,
                  settings: WorkerSettings, max_parallelism: int) -> None:
         if not isinstance(workers, int) or not 1 <= workers <= max_parallelism:
             raise StreamletConfigError(
                 f"workers must be from 1 to max_parallelism ({max_parallelism}), "
                 f"got {workers!r}")
         self.target = target
+        self.described = describe_target(target) if isinstance(target, bytes) else repr(target)
+        self.on_message: Callable[[int, Any], None] | None = None
         self.size = workers
         self.fingerprint = fingerprint
         self.settings = settings
@@ -215,7 +209,6 @@ class WorkerPool:
         self._stopping: asyncio.Task[None] | None = None
         self._cancelling = False
         self._closed = False
-        self._acks: dict[int, set[int]] = {}
         self._refused = 0
         self._wake: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -223,9 +216,10 @@ class WorkerPool:
     # -- starting ----------------------------------------------------------------------
 
     @classmethod
-    async def launch(cls, target: str, workers: int, *, fingerprint: str,
+    async def launch(cls, target: str | bytes, workers: int, *, fingerprint: str,
                      settings: WorkerSettings | None = None,
-                     max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> WorkerPool:
+                     max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+                     on_message: Callable[[int, Any], None] | None = None) -> WorkerPool:
         """Start ``workers`` processes running ``target`` (``module:attribute``, as
         from ``streamlet._locate.locate``), wait until each said hello with
         ``fingerprint`` (``control.plan_fingerprint`` of the coordinator's
@@ -233,6 +227,7 @@ class WorkerPool:
         stopped before the error is raised."""
         pool = cls(target, workers, fingerprint, settings or WorkerSettings(),
                    max_parallelism)
+        pool.on_message = on_message
         try:
             await pool._launch()
         except BaseException:
@@ -242,7 +237,8 @@ class WorkerPool:
 
     async def _launch(self) -> None:
         self._directory = Path(tempfile.mkdtemp(prefix="streamlet-"))  # 0700
-        self._server = await FrameServer.start(self._directory / CONTROL_SOCKET, self._secret)
+        self._server = await FrameServer.start(self._directory / CONTROL_SOCKET, self._secret,
+                                               max_frame_size=MAX_STATE_FRAME)
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
         context = multiprocessing.get_context("spawn")
         for index in range(self.size):
@@ -260,13 +256,14 @@ class WorkerPool:
         except TimeoutError:
             late = next(w for w in self._workers if w.sender is None)
             within = f"within {self.settings.start_timeout} s (start_timeout)"
-            what = (f"connected but did not say hello {within}: loading {self.target!r} "
+            what = (f"connected but did not say hello {within}: loading {self.described} "
                     "did not finish" if late.receiver is not None
                     else f"did not connect {within}")
             raise self._lost(late, WorkerLostError(late.index, late.pid, what)) from None
         for worker in self._workers:
             start, stop = _range(key_group_range(worker.index, self.size, self.max_parallelism))
-            await self._send(worker, Deploy(worker.index, self.size, self.target, start, stop))
+            await self._send(worker, Deploy(worker.index, self.size, self.described, start,
+                                            stop))
         try:
             await self._wait_for(lambda: all(w.deployed for w in self._workers),
                                  self.settings.start_timeout)
@@ -346,6 +343,11 @@ class WorkerPool:
                 if not self._cancelling:
                     await self._channel_gone(worker, "ended its control channel unasked")
                 return
+            if frame[0] == control.OBJECT and worker.deployed:
+                if self.on_message is not None:
+                    self.on_message(worker.index, control.decode_object(frame[1]))
+                self._notify()
+                continue
             try:
                 message = control.decode(*frame)
             except control.ControlError as exc:
@@ -376,15 +378,16 @@ class WorkerPool:
     async def _handle(self, worker: _Worker, message: Message) -> None:
         if isinstance(message, Heartbeat):
             worker.heartbeats += 1
-        elif isinstance(message, AcknowledgeCheckpoint):
-            self._acks.setdefault(message.checkpoint_id, set()).add(worker.index)
         elif isinstance(message, Deployed):
             worker.deployed = True
+        elif isinstance(message, Finished):
+            if self.on_message is not None:
+                self.on_message(worker.index, message)
         elif isinstance(message, Hello):
             if message.fingerprint != self.fingerprint:
                 self._fail(worker, StreamletConfigError(
                     f"worker {worker.index} (pid {message.pid}) built another pipeline from "
-                    f"{self.target!r}: plan fingerprint {message.fingerprint}, expected "
+                    f"{self.described}: plan fingerprint {message.fingerprint}, expected "
                     f"{self.fingerprint}. The module must build the same pipeline in every "
                     "process (no randomness, environment or arguments in its shape)"))
                 return
@@ -394,8 +397,9 @@ class WorkerPool:
                                           self._secret, name="coordinator")
             worker.hello = message
         elif isinstance(message, Failure):
-            self._lost(worker, WorkerFailedError(worker.index, worker.pid, message,
-                                                 self.target))
+            what = (f"to load the pipeline {self.described}" if worker.hello is None
+                    else "while running its part of the job")
+            self._lost(worker, WorkerFailedError(worker.index, worker.pid, message, what))
         else:
             self._lost(worker, WorkerLostError(
                 worker.index, worker.pid, f"sent {type(message).__name__}, which only the "
@@ -470,16 +474,6 @@ class WorkerPool:
         for worker in self._workers:
             await self._send(worker, Start())
 
-    async def trigger_checkpoint(self, checkpoint_id: int) -> None:
-        """Trigger checkpoint ``checkpoint_id`` on every worker and wait for all
-        their acknowledgements (a lost worker raises its error)."""
-        self._check()
-        self._acks.setdefault(checkpoint_id, set())
-        for worker in self._workers:
-            await self._send(worker, TriggerCheckpoint(checkpoint_id))
-        await self._wait_for(lambda: len(self._acks[checkpoint_id]) == self.size, None)
-        del self._acks[checkpoint_id]
-
     async def wait_heartbeats(self, count: int) -> None:
         """Until every worker sent at least ``count`` heartbeats."""
         await self._wait_for(lambda: all(w.heartbeats >= count for w in self._workers), None)
@@ -490,6 +484,29 @@ class WorkerPool:
             await self._wait_for(lambda: False, None)
         assert self._error is not None
         return self._error
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition()``, checked after every message; a lost worker raises."""
+        await self._wait_for(condition, None)
+
+    async def send(self, index: int, message: Message) -> None:
+        self._check()
+        await self._send(self._workers[index], message)
+
+    async def send_all(self, message: Message) -> None:
+        self._check()
+        for worker in self._workers:
+            await self._send(worker, message)
+
+    async def send_object(self, index: int, value: Any) -> None:
+        self._check()
+        worker = self._workers[index]
+        assert worker.sender is not None
+        await worker.sender.send(*control.encode_object(value))
+
+    def expect_exit(self) -> None:
+        """The workers were told to finish: their exits are not losses."""
+        self._cancelling = True
 
     def _check(self) -> None:
         if self._error is not None:
@@ -598,110 +615,3 @@ class WorkerPool:
 
 def _range(groups: range) -> tuple[int, int]:
     return groups.start, groups.stop
-
-
-# -- the worker's side ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerArgs:
-    """What a worker is told when it is spawned (with the secret, apart)."""
-
-    index: int
-    workers: int
-    target: str
-    directory: str
-    heartbeat_interval: float
-    start_timeout: float
-
-
-_Send = Callable[[Message], Awaitable[None]]
-
-
-def worker_main(args: WorkerArgs, secret: bytes) -> None:
-    """A worker process: rebuild the pipeline, say hello, obey the coordinator."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(asyncio.run(_work(args, secret)))
-
-
-async def _work(args: WorkerArgs, secret: bytes) -> int:
-    directory = Path(args.directory)
-    me = f"streamlet worker {args.index} (pid {os.getpid()})"
-    server = await FrameServer.start(directory / worker_socket(args.index), secret)
-    try:
-        try:
-            to_coordinator = await connect(directory / CONTROL_SOCKET, secret,
-                                           name=f"worker {args.index}")
-        except AuthenticationError as exc:
-            sys.stderr.write(f"{me}: {exc}\n")
-            return 3
-        lock = asyncio.Lock()
-
-        async def send(message: Message) -> None:
-            async with lock:
-                await to_coordinator.send(*control.encode(message))
-
-        try:
-            from streamlet._locate import load_pipeline  # noqa: PLC0415  # the worker only
-
-            fingerprint = control.plan_fingerprint(load_pipeline(args.target))
-        except Exception as exc:
-            await send(Failure(args.index, _type_name(exc), str(exc), traceback.format_exc()))
-            await to_coordinator.end()
-            return 1
-        await send(Hello(args.index, os.getpid(), fingerprint))
-        async with asyncio.timeout(args.start_timeout):
-            from_coordinator = await server.accept()
-        await server.close()
-        heartbeats = asyncio.get_running_loop().create_task(
-            _beat(send, args.index, args.heartbeat_interval))
-        try:
-            code = await _obey(args, from_coordinator, send, me)
-        finally:
-            heartbeats.cancel()  # before the end: no heartbeat may follow it
-            with contextlib.suppress(asyncio.CancelledError, ChannelError):
-                await heartbeats
-            await from_coordinator.close()
-        if code == 0:  # cancelled: end the stream, so the coordinator knows it was asked
-            async with lock:
-                await to_coordinator.end()
-        return code
-    finally:
-        await server.close()
-
-
-async def _beat(send: _Send, index: int, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        await send(Heartbeat(index))
-
-
-async def _obey(args: WorkerArgs, receiver: FrameReceiver, send: _Send, me: str) -> int:
-    """Until cancelled (0) or the coordinator is gone (1)."""
-    while True:
-        try:
-            frame = await receiver.receive()
-        except ChannelError as exc:
-            sys.stderr.write(f"{me}: lost the coordinator, stopping: {exc}\n")  # one write
-            return 1
-        message = control.Cancel() if frame is None else control.decode(*frame)
-        if isinstance(message, Cancel):
-            return 0
-        if isinstance(message, Deploy):
-            if message.worker != args.index or message.target != args.target:
-                raise control.ControlError(f"{me} was deployed as worker {message.worker} "
-                                           f"running {message.target!r}")
-            await send(Deployed(args.index))
-        elif isinstance(message, TriggerCheckpoint):
-            await send(AcknowledgeCheckpoint(args.index, message.checkpoint_id))
-        elif isinstance(message, Start):
-            pass  # nothing runs in a worker yet
-        else:
-            raise control.ControlError(f"{me} got {type(message).__name__}, which only "
-                                       "workers send")
-
-
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else \
-        f"{cls.__module__}.{cls.__qualname__}"

@@ -130,7 +130,7 @@ class ChannelOutput(Output):
 
 
 class InputGate:
-    """A task's inputs, read as one stream of batches and control elements.
+    """A task's input channels, read as one stream of batches and control elements.
 
     Where several inputs are ready, which one is read next is drawn from a
     seeded ``random.Random``, so that order-dependent bugs show up in tests
@@ -143,7 +143,7 @@ class InputGate:
     """
 
     def __init__(self, channels: list[Channel], rng: random.Random,
-                 mailbox: Mailbox | None = None) -> None:
+                 mailbox: Mailbox | None = None, inputs: list[int] | None = None) -> None:
         self.channels = channels
         self._open = list(channels)
         self._rng = rng
@@ -152,6 +152,10 @@ class InputGate:
         mailbox.wake = self.wake
         self._mail = mailbox.mail
         self._index = {id(c): i for i, c in enumerate(channels)}
+        # which input of the task each channel feeds (in a parallel job, a
+        # shuffled input is one channel per worker)
+        self._input_of = {id(c): i for c, i in zip(
+            channels, inputs if inputs is not None else range(len(channels)), strict=True)}
         n = len(channels)
         self._watermarks = [MIN_WATERMARK] * n
         self._idle = [False] * n
@@ -195,7 +199,7 @@ class InputGate:
             if channel is not None:
                 item = channel.receive_nowait()
                 if type(item) is Batch:
-                    self.last_input = self._index[id(channel)]
+                    self.last_input = self._input_of[id(channel)]
                     return item
                 if type(item) is Barrier:
                     if len(self._open) == 1:

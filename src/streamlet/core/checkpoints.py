@@ -259,14 +259,78 @@ class CheckpointCoordinator:
                                               self.clock.now() - pending.started, info.size))
         log.info("checkpoint %d of job %r complete (%d operators with state)",
                  snapshot.checkpoint_id, self.job, len(snapshot.operators))
-        for participant in self.participants:
-            if participant.done:
-                await participant.notify(snapshot.checkpoint_id)
-            else:
-                notify = participant.notify
-                participant.post(lambda notify=notify: notify(snapshot.checkpoint_id))  # type: ignore[misc]
+        await self._notify_all(snapshot.checkpoint_id)
         if pending.completed is not None and not pending.completed.done():
             pending.completed.set_result(snapshot.checkpoint_id)
         now = self.clock.now()
         self._schedule(max(pending.started + self.config.interval_ms,
                            now + self.config.min_pause_ms))
+
+    async def _notify_all(self, checkpoint_id: int) -> None:
+        for participant in self.participants:
+            if participant.done:
+                await participant.notify(checkpoint_id)
+            else:
+                notify = participant.notify
+                participant.post(lambda notify=notify: notify(checkpoint_id))  # type: ignore[misc]
+
+
+Forward = Callable[[int, dict[str, tuple[OperatorState, int | None]]], Awaitable[None]]
+
+
+class WorkerCheckpoints(CheckpointCoordinator):
+    """A worker process's side of a parallel job's checkpoints.
+
+    The job's coordinator triggers each checkpoint (with its id); this one
+    starts it on the worker's sources and collects its tasks'
+    acknowledgements as a job of one process does, then cuts the keyed state
+    per key group here (so the workers share that work), forwards it, and
+    waits: only when the coordinator has every worker's part durable does it
+    confirm, and then the operators hear that the checkpoint is complete."""
+
+    def __init__(self, job: str, config: Checkpointing, clock: Clock, max_parallelism: int,
+                 spawn: Callable[[Any, str], Any], forward: Forward) -> None:
+        super().__init__(job, config, None, clock, max_parallelism, 0, spawn)
+        self._forward = forward
+
+    def start(self) -> None:
+        """Checkpoints start when the coordinator says, not on a timer here."""
+
+    def trigger_by_coordinator(self, checkpoint_id: int) -> None:
+        pending = self.pending
+        if pending is not None:  # abandoned by the coordinator (it timed out)
+            if self._timeout is not None:
+                self._timeout.cancel()
+                self._timeout = None
+            self.pending = None
+        self.next_id = checkpoint_id
+        self.trigger()
+
+    def _complete(self, pending: _Pending) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        self.spawn(self._send(pending), f"checkpoint {pending.checkpoint_id}")
+
+    def _finish_states(self, pending: _Pending) -> dict[str, tuple[OperatorState, int | None]]:
+        maxp = self.max_parallelism
+        caches = self._key_groups
+        if sum(map(len, caches.values())) > _KEY_GROUP_CACHE:
+            caches.clear()
+        return {name: (finished(state, maxp, caches.setdefault(name, {})),
+                       state.base if isinstance(state, KeyedRows) else None)
+                for name, state in pending.states.items()}
+
+    async def _send(self, pending: _Pending) -> None:
+        states = await asyncio.to_thread(self._finish_states, pending)
+        await self._forward(pending.checkpoint_id, states)
+
+    async def confirm(self, checkpoint_id: int) -> None:
+        """The coordinator made checkpoint ``checkpoint_id`` durable."""
+        pending = self.pending
+        if pending is None or pending.checkpoint_id != checkpoint_id:
+            return
+        self.pending = None
+        self.completed.append(CheckpointStats(checkpoint_id, pending.kind, pending.started,
+                                              self.clock.now() - pending.started, 0))
+        await self._notify_all(checkpoint_id)

@@ -47,6 +47,7 @@ class Node:
     make_source: Callable[[], SourceReader] | None = None
     on_error: str = "fail"
     function: Any = None  # the user's function object, where it carries state
+    collected: Any = None  # the list a collect() sink fills (a parallel job fills it at the end)
 
     def __repr__(self) -> str:
         return f"Node({self.id}, {self.kind}, {self.name!r})"

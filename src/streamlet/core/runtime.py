@@ -19,13 +19,17 @@ from typing import Any
 
 from streamlet.errors import CheckpointError, StreamletError
 from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
+from streamlet.state.keys import key_group_range
 from streamlet.state.snapshots import (
     KeyedRows,
     OperatorState,
     Snapshot,
     dumps,
     loads,
+    main_operators,
     merge_chain,
+    parallelism_of,
+    subtask_metas,
 )
 from streamlet.time.clock import Clock, SystemClock
 
@@ -34,7 +38,7 @@ from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
 from .checkpoints import CheckpointCoordinator, Checkpointing, CheckpointStats, Participant
 from .control import MAX_WATERMARK, Barrier, Watermark, WatermarkStatus
 from .endpoint import ControlEndpoint, socket_path
-from .graph import Node
+from .graph import Edge, Node
 from .mailbox import MAIL, Mailbox
 from .operator import Chained, Operator, OperatorContext, Output, fan_out
 from .plan import Plan, TaskSpec, is_chained
@@ -61,6 +65,8 @@ class RuntimeOptions:
     job_name: str = "job"
     checkpointing: Checkpointing | None = None
     restore_id: int | None = None  # restore this checkpoint or savepoint, not the latest
+    subtask: int = 0  # which worker process of a parallel job this is
+    parallelism: int = 1  # how many there are
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,35 @@ class JobResult:
     checkpoints: list[CheckpointStats] = field(default_factory=list)
     restored_from: int | None = None  # the checkpoint the job resumed from
     restarts: int = 0  # how often it failed and started again (its restart strategy)
+
+
+class Distribution:
+    """How one worker process's part of a parallel job (``workers=N``) reaches
+    the rest of it: the other workers' halves of each shuffle, and the
+    coordinator that drives checkpoints. ``streamlet.cluster.worker`` makes
+    it; a job of one process has none."""
+
+    snapshot: Snapshot | None = None  # what this worker restores
+
+    def input_channels(self, consumer: Node, index: int, capacity: int,
+                       spawn: Any) -> list[Channel]:
+        """The channels that bring the other workers' records into input
+        ``index`` of ``consumer`` (a shuffle)."""
+        raise NotImplementedError
+
+    def output(self, consumer: Node, index: int, local: Channel, batch_size: int) -> Output:
+        """What a producer writes into a shuffle: ``local`` for the records this
+        worker owns, the other workers for the rest."""
+        raise NotImplementedError
+
+    def checkpoints(self, job: str, config: Checkpointing, clock: Clock,
+                    max_parallelism: int, spawn: Any) -> CheckpointCoordinator:
+        raise NotImplementedError
+
+    async def finished(self) -> None:
+        """Every task of this worker has ended: wait until the whole job has
+        (the coordinator takes the final checkpoint meanwhile)."""
+        raise NotImplementedError
 
 
 class _Supervisor:
@@ -112,6 +147,10 @@ class _Supervisor:
         if self.failure is not None:
             raise self.failure
 
+    async def failed(self) -> None:
+        """Until something fails."""
+        await asyncio.shield(self._failed)
+
     async def cancel_all(self) -> None:
         pending = [t for t in self.tasks if not t.done()]
         for task in pending:
@@ -123,9 +162,12 @@ class _Supervisor:
 class Job:
     """One run of a plan."""
 
-    def __init__(self, plan: Plan, options: RuntimeOptions) -> None:
+    def __init__(self, plan: Plan, options: RuntimeOptions,
+                 distribution: Distribution | None = None) -> None:
         self.plan = plan
         self.options = options
+        self.distribution = distribution
+        self._inactive: set[int] = set()  # sources this subtask does not read
         self.operators: dict[int, Operator] = {}
         self.readers: dict[int, SourceReader] = {}
         self.channels: dict[tuple[int, int], Channel] = {}  # (consumer node, input index)
@@ -149,7 +191,9 @@ class Job:
         for node in graph.nodes:
             if node.kind == "source":
                 assert node.make_source is not None
-                self.readers[node.id] = node.make_source()
+                reader = self.readers[node.id] = node.make_source()
+                if opts.parallelism > 1 and not reader.assign(opts.subtask, opts.parallelism):
+                    self._inactive.add(node.id)
             else:
                 assert node.make_operator is not None
                 self.operators[node.id] = node.make_operator()
@@ -174,7 +218,8 @@ class Job:
             if op is not None:
                 op.wire(fan_out(main), {tag: fan_out(outs) for tag, outs in side.items()})
                 mailbox = self.mailboxes[id(self.plan.task_of[node.id])]
-                op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox))
+                op.open(OperatorContext(spawn, opts.max_parallelism, opts.clock, mailbox,
+                                        subtask=opts.subtask, parallelism=opts.parallelism))
             else:
                 self._source_outputs[node.id] = fan_out(main)
                 outs = consumers[node.id]
@@ -187,7 +232,24 @@ class Job:
         if is_chained(consumer):
             return Chained(self.operators[consumer.id])
         index = consumer.inputs.index(inp)
-        return ChannelOutput(self.channels[(consumer.id, index)], self.options.batch_size)
+        channel = self.channels[(consumer.id, index)]
+        if self.distribution is not None and inp.edge is Edge.HASH:
+            return self.distribution.output(consumer, index, channel, self.options.batch_size)
+        return ChannelOutput(channel, self.options.batch_size)
+
+    def _gate_channels(self, task: TaskSpec, spawn: Any) -> tuple[list[Channel], list[int]]:
+        """A task's input channels, and for each the input of the head it feeds:
+        in a parallel job a shuffled input is one channel per worker."""
+        channels: list[Channel] = []
+        inputs: list[int] = []
+        for index, inp in enumerate(task.head.inputs):
+            found = [self.channels[(task.head.id, index)]]
+            if self.distribution is not None and inp.edge is Edge.HASH:
+                found += self.distribution.input_channels(
+                    task.head, index, self.options.channel_capacity, spawn)
+            channels += found
+            inputs += [index] * len(found)
+        return channels, inputs
 
     # -- running -----------------------------------------------------------------
 
@@ -198,7 +260,7 @@ class Job:
         reading: asyncio.Task[Batch | Watermark | None] | None = None
         announces = self._announces.get(task.head.id, False)
         try:
-            while True:
+            while task.head.id not in self._inactive:
                 if not mailbox.in_use:  # the common case: nothing else to wait for
                     batch = await reader.next_batch()
                 else:
@@ -286,14 +348,22 @@ class Job:
         endpoint: ControlEndpoint | None = None
         try:
             snapshot: Snapshot | None = None
+            distribution = self.distribution
             if self.options.checkpointing is not None:
-                storage, snapshot = await self._open_checkpoints(supervisor.spawn)
+                if distribution is None:
+                    storage, snapshot = await self._open_checkpoints(supervisor.spawn)
+                else:
+                    snapshot = distribution.snapshot
+                    opts = self.options
+                    self.coordinator = distribution.checkpoints(
+                        opts.job_name, self.options.checkpointing, opts.clock,
+                        opts.max_parallelism, supervisor.spawn)
             self._build(supervisor.spawn)
             for task in self.plan.tasks:
                 if not task.is_source:
-                    self.gates[id(task)] = InputGate(
-                        [self.channels[(task.head.id, i)] for i in range(len(task.head.inputs))],
-                        rng, self.mailboxes[id(task)])
+                    channels, inputs = self._gate_channels(task, supervisor.spawn)
+                    self.gates[id(task)] = InputGate(channels, rng, self.mailboxes[id(task)],
+                                                     inputs)
             if self.coordinator is not None:
                 self._restore(snapshot)
                 self._join_checkpoints()
@@ -306,10 +376,14 @@ class Job:
                 main.append(supervisor.spawn(coro, f"task {task.name}"))
             if self.coordinator is not None:
                 self.coordinator.start()
-                endpoint = await self._open_endpoint()
+                if distribution is None:
+                    endpoint = await self._open_endpoint()
             self.running.set()
             await supervisor.wait(main)
-            if self.coordinator is not None:
+            if distribution is not None:
+                finished = supervisor.spawn(distribution.finished(), "end of the job")
+                await supervisor.wait([finished])
+            elif self.coordinator is not None:
                 await self._final_checkpoint(supervisor)
         finally:
             if endpoint is not None:
@@ -433,14 +507,17 @@ class Job:
 
     def _restore(self, snapshot: Snapshot | None) -> None:
         """Put a checkpoint's state back, before anything runs: readers seek to
-        their positions, operators take their state (matched by name)."""
+        their positions, operators take their state (matched by name). In a
+        parallel job each subtask takes its own key groups, and the non-keyed
+        parts of the subtask it replaces, or, when the number of workers
+        changed, what the operator makes of all of them (``rescale_meta``)."""
         if snapshot is None:
             return
         config = self.options.checkpointing
         assert config is not None
         names = {node.name: node.id for node in self.plan.graph.nodes}
         gate_names = {_gate_name(task) for task in self.plan.tasks if not task.is_source}
-        unknown = sorted(set(snapshot.operators) - set(names) - gate_names)
+        unknown = sorted(set(main_operators(snapshot)) - set(names) - gate_names)
         if unknown and not config.allow_non_restored_state:
             raise CheckpointError(
                 f"checkpoint {snapshot.checkpoint_id} of job {snapshot.job!r} has state for "
@@ -449,20 +526,35 @@ class Job:
                 "to drop their state.")
         gates = {_gate_name(task): gate for task in self.plan.tasks
                  if (gate := self.gates.get(id(task))) is not None}
-        for name, state in snapshot.operators.items():
+        me, parallelism = self.options.subtask, self.options.parallelism
+        rescaled = parallelism_of(snapshot) != parallelism
+        owned = key_group_range(me, parallelism, snapshot.max_parallelism)
+        for name in main_operators(snapshot):
+            metas = subtask_metas(snapshot, name)
             if name in gates:
-                gates[name].restore(loads(state.meta))
+                meta = metas[0] if rescaled else metas[me]
+                if meta:
+                    gates[name].restore(loads(meta))
                 continue
             node_id = names.get(name)
             if node_id is None:
                 continue
             reader = self.readers.get(node_id)
             if reader is not None:
-                reader.seek(loads(state.meta))
-            else:
-                operator = self.operators[node_id]
-                operator.restore_state(state, snapshot.max_parallelism)
-                operator.restored(snapshot.checkpoint_id, self._increments.get(name, 0))
+                if rescaled:
+                    reader.seek(reader.merge_positions([loads(m) for m in metas if m]))
+                elif metas[me]:
+                    reader.seek(loads(metas[me]))
+                continue
+            operator = self.operators[node_id]
+            groups = snapshot.operators[name].key_groups
+            if parallelism > 1:
+                groups = {g: data for g, data in groups.items() if g in owned}
+            meta = operator.rescale_meta(metas, me, parallelism) if rescaled else metas[me]
+            if not meta and not groups:
+                continue  # this subtask had nothing (a sink that had not written yet)
+            operator.restore_state(OperatorState(meta, groups), snapshot.max_parallelism)
+            operator.restored(snapshot.checkpoint_id, self._increments.get(name, 0))
         self.restored_from = snapshot.checkpoint_id
         log.info("job %r restored from %s %d", snapshot.job, snapshot.kind,
                  snapshot.checkpoint_id)

@@ -128,3 +128,58 @@ def rows_of(state: OperatorState) -> list[Any]:
     for group in sorted(state.key_groups):
         rows.extend(loads(state.key_groups[group]))
     return rows
+
+
+# -- snapshots of parallel jobs ---------------------------------------------------------
+#
+# A job of N worker processes keeps one entry per operator, as a job of one
+# does: its keyed state from every worker (each owned its own key groups) and
+# subtask 0's non-keyed part. The non-keyed parts of subtasks 1..N-1 are
+# entries of their own, ``name@i``, and ``@parallelism`` says N. So a
+# snapshot of one process is a snapshot of a parallel job with N = 1, and
+# either restores onto any number of workers.
+
+PARALLELISM = "@parallelism"
+
+
+def parallelism_of(snapshot: Snapshot) -> int:
+    entry = snapshot.operators.get(PARALLELISM)
+    return 1 if entry is None else int(loads(entry.meta))
+
+
+def main_operators(snapshot: Snapshot) -> list[str]:
+    """The operators' names, without the entries of other subtasks."""
+    return [name for name in snapshot.operators if "@" not in name]
+
+
+def subtask_metas(snapshot: Snapshot, name: str) -> list[bytes]:
+    """The non-keyed part of ``name`` of each subtask, in subtask order (b"" for
+    a subtask that had none)."""
+    operators = snapshot.operators
+    first = operators.get(name)
+    metas = [b"" if first is None else first.meta]
+    for i in range(1, parallelism_of(snapshot)):
+        entry = operators.get(f"{name}@{i}")
+        metas.append(b"" if entry is None else entry.meta)
+    return metas
+
+
+def merge_subtasks(parts: list[dict[str, OperatorState]]) -> dict[str, OperatorState]:
+    """One snapshot's operators from each subtask's (in subtask order)."""
+    merged: dict[str, OperatorState] = {}
+    names = sorted({name for part in parts for name in part})
+    for name in names:
+        groups: dict[int, bytes] = {}
+        for part in parts:
+            state = part.get(name)
+            if state is not None:
+                groups.update(state.key_groups)
+        first = parts[0].get(name)
+        merged[name] = OperatorState(b"" if first is None else first.meta, groups)
+        for i, part in enumerate(parts[1:], 1):
+            state = part.get(name)
+            if state is not None and state.meta:
+                merged[f"{name}@{i}"] = OperatorState(state.meta, {})
+    if len(parts) > 1:
+        merged[PARALLELISM] = OperatorState(dumps(len(parts)), {})
+    return merged
