@@ -68,7 +68,14 @@ from .control import (
     Message,
     Start,
 )
-from .frames import ChannelError, FrameReceiver, FrameSender, FrameServer, connect
+from .frames import (
+    ChannelError,
+    FrameReceiver,
+    FrameSender,
+    FrameServer,
+    PeerGoneError,
+    connect,
+)
 from .worker import (
     CONTROL_SOCKET,
     MAX_STATE_FRAME,
@@ -81,6 +88,7 @@ from .worker import (
 log = logging.getLogger(__name__)
 
 _REPORTED_TRACEBACK = 4000  # characters of a worker's traceback shown in an error
+_PEER_GONE = f"{PeerGoneError.__module__}.{PeerGoneError.__qualname__}"  # as a Failure names it
 
 
 @dataclass(frozen=True)
@@ -397,6 +405,8 @@ class WorkerPool:
                                           self._secret, name="coordinator")
             worker.hello = message
         elif isinstance(message, Failure):
+            if message.error_type == _PEER_GONE:
+                await self._peer_exit(worker)
             what = (f"to load the pipeline {self.described}" if worker.hello is None
                     else "while running its part of the job")
             self._lost(worker, WorkerFailedError(worker.index, worker.pid, message, what))
@@ -404,6 +414,17 @@ class WorkerPool:
             self._lost(worker, WorkerLostError(
                 worker.index, worker.pid, f"sent {type(message).__name__}, which only the "
                 "coordinator sends"))
+
+    async def _peer_exit(self, worker: _Worker) -> None:
+        """``worker`` failed because a data channel from or to another worker closed
+        under it: most likely that worker died, and its death, not this failure, is
+        what to report. Its socket closes as its process exits, so its exit is
+        reaped (and reported first: the first failure wins) in a moment; wait for
+        that, at most ``cancel_grace``."""
+        others = [w.exited for w in self._workers if w is not worker]  # (never cancelled)
+        if others:
+            await asyncio.wait(others, timeout=self.settings.cancel_grace,
+                               return_when=asyncio.FIRST_COMPLETED)
 
     # -- losing a worker -----------------------------------------------------------------
 
