@@ -19,7 +19,6 @@ the latest complete checkpoint, with new processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -185,6 +184,8 @@ class ClusterJob:
                 for index in range(self.workers):
                     self.coordinator.participants.append(self._participant(index))
             await pool.start_job()
+            log.info("job %r runs on %d workers (pids %s)", opts.job_name, self.workers,
+                     ", ".join(str(w.pid) for w in pool.workers))
             if self.coordinator is not None:
                 self.coordinator.start()
                 endpoint = await self._open_endpoint()
@@ -243,10 +244,8 @@ class ClusterJob:
             await asyncio.gather(task, lost, failed, return_exceptions=True)
 
     async def _final_checkpoint(self, coordinator: ClusterCheckpoints) -> None:
-        pending = coordinator.pending
-        if pending is not None and pending.completed is not None:
-            with contextlib.suppress(CheckpointError):
-                await self._guard(asyncio.shield(pending.completed))
+        coordinator.pause()
+        await self._guard(coordinator.settled())
         await self._guard(coordinator.trigger())
 
     async def _open_endpoint(self) -> ControlEndpoint | None:

@@ -96,7 +96,7 @@ class WorkerSettings:
     """How the coordinator starts and watches its workers; times in seconds."""
 
     heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 10.0  # no message from a worker for this long: it is lost
+    heartbeat_timeout: float = 30.0  # no message from a worker for this long: it is lost
     start_timeout: float = 60.0  # from spawning to hello and deployment
     cancel_grace: float = 5.0  # after cancel, before stragglers are killed
 

@@ -17,6 +17,7 @@ batches: that is when a two-phase-commit sink commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class CheckpointCoordinator:
         self._timeout: TimerHandle | None = None
         self._last_completed_at: int | None = None
         self._stopped = False
+        self._paused = False
         self._key_groups: dict[str, dict[Any, int]] = {}  # per operator: key -> key group
 
     # -- scheduling ----------------------------------------------------------------------
@@ -141,8 +143,21 @@ class CheckpointCoordinator:
                 handle.cancel()
         self._timer = self._timeout = None
 
+    def pause(self) -> None:
+        """No more checkpoints on the timer (the job's final one is next)."""
+        self._paused = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def settled(self) -> None:
+        """Until no checkpoint is in progress (one that fails counts as settled)."""
+        while (pending := self.pending) is not None and pending.completed is not None:
+            with contextlib.suppress(CheckpointError):
+                await asyncio.shield(pending.completed)
+
     def _schedule(self, when: int) -> None:
-        if self._stopped:
+        if self._stopped or self._paused:
             return
         if self._timer is not None:
             self._timer.cancel()

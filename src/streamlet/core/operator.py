@@ -193,6 +193,11 @@ class OperatorContext:
         self.subtask = subtask
         self.parallelism = parallelism
 
+    def backend_name(self, operator: str) -> str:
+        """Under what name ``operator`` asks its state backend for its state: each
+        subtask of a parallel job has state (an SQLite file) of its own."""
+        return operator if self.parallelism == 1 else f"{operator}@{self.subtask}"
+
     def call_at(self, when: int, action: Action) -> TimerHandle:
         """Run ``action`` on this operator's task once processing time reaches ``when``."""
         mailbox = self.mailbox

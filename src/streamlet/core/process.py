@@ -127,7 +127,7 @@ class ProcessOperatorBase(IncrementalTables, ProcessingTimeScheduling, Operator)
                 f"({', '.join(sorted(d.name for d in descriptors.values()))}), but the stream "
                 "is not keyed; key_by(...) first and use a KeyedProcessFunction")
         if descriptors:
-            self.backend = self.state_backend_factory(self.job, self.name)
+            self.backend = self.state_backend_factory(self.job, ctx.backend_name(self.name))
             for attribute, descriptor in descriptors.items():
                 handle = descriptor.bind(self.backend.table(descriptor.name), self.key_ref,
                                          ctx.clock)

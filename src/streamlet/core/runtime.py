@@ -9,7 +9,6 @@ task. Either way every operator and reader is closed before ``run`` returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -171,6 +170,7 @@ class Job:
         self.operators: dict[int, Operator] = {}
         self.readers: dict[int, SourceReader] = {}
         self.channels: dict[tuple[int, int], Channel] = {}  # (consumer node, input index)
+        self._remote_channels: list[Channel] = []  # fed by other workers (shuffle pumps)
         self._source_outputs: dict[int, Output] = {}
         # sources whose consumers all want to hear of a split before its first record
         self._announces: dict[int, bool] = {}
@@ -245,8 +245,10 @@ class Job:
         for index, inp in enumerate(task.head.inputs):
             found = [self.channels[(task.head.id, index)]]
             if self.distribution is not None and inp.edge is Edge.HASH:
-                found += self.distribution.input_channels(
+                remote = self.distribution.input_channels(
                     task.head, index, self.options.channel_capacity, spawn)
+                self._remote_channels += remote
+                found += remote
             channels += found
             inputs += [index] * len(found)
         return channels, inputs
@@ -398,7 +400,8 @@ class Job:
             raise StreamletError(
                 f"{len(close_errors)} operator(s) failed to close: {close_errors[0]!r}"
             ) from close_errors[0]
-        return JobResult({c.name: c.statistics() for c in self.channels.values()},
+        return JobResult({c.name: c.statistics()
+                          for c in [*self.channels.values(), *self._remote_channels]},
                          {op.name: op.statistics() for op in self.operators.values()
                           if op.statistics()},
                          [] if self.coordinator is None else list(self.coordinator.completed),
@@ -633,10 +636,8 @@ class Job:
         what the sinks still hold, so that a restart after the end replays nothing."""
         coordinator = self.coordinator
         assert coordinator is not None
-        pending = coordinator.pending
-        if pending is not None and pending.completed is not None:
-            with contextlib.suppress(CheckpointError):
-                await pending.completed
+        coordinator.pause()
+        await coordinator.settled()
         await coordinator.trigger()
         await supervisor.wait([])
 

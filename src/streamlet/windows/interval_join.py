@@ -44,7 +44,7 @@ class IntervalJoinOperator(Operator):
         self.backend: KeyedStateBackend | None = None
 
     def open(self, ctx: OperatorContext) -> None:
-        self.backend = self.state_backend_factory(self.job, self.name)
+        self.backend = self.state_backend_factory(self.job, ctx.backend_name(self.name))
         self.buffers = (self.backend.table("left"), self.backend.table("right"))
 
     async def close(self) -> None:

@@ -217,7 +217,7 @@ class WindowOperator(IncrementalTables, ProcessingTimeScheduling, Operator):
     def open(self, ctx: OperatorContext) -> None:
         self.timer_context = ctx
         self.clock = ctx.clock
-        self.backend = self.state_backend_factory(self.job, self.name)
+        self.backend = self.state_backend_factory(self.job, ctx.backend_name(self.name))
         self.contents = self.backend.table("window-contents")
 
     async def close(self) -> None:
