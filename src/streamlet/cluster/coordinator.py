@@ -28,7 +28,7 @@ from streamlet.core.channels import ChannelStatistics
 from streamlet.core.checkpoints import CheckpointCoordinator, Participant, _Pending
 from streamlet.core.endpoint import ControlEndpoint, socket_path
 from streamlet.core.runtime import Job, JobResult, RuntimeOptions, _Supervisor
-from streamlet.errors import CheckpointError, StreamletConfigError
+from streamlet.errors import CheckpointError, StreamletConfigError, StreamletError
 from streamlet.state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_storage
 from streamlet.state.snapshots import OperatorState, Snapshot, merge_subtasks
 from streamlet.time.clock import SystemClock
@@ -125,6 +125,8 @@ class ClusterJob:
         self._results: dict[int, tuple[JobResult, dict[str, list[Any]]]] = {}
         self._all_results: asyncio.Future[None] = loop.create_future()
         self._supervisor: _Supervisor | None = None
+        self._started = False  # the workers were told to start
+        self._storage: CheckpointStorage | None = None
 
     # -- messages from the workers -----------------------------------------------------
 
@@ -152,40 +154,16 @@ class ClusterJob:
                 f"workers={self.workers} runs on the system clock: a {clock} cannot move "
                 "time in other processes. Test with workers=1, or without the clock")
         supervisor = self._supervisor = _Supervisor()
-        storage: CheckpointStorage | None = None
         endpoint: ControlEndpoint | None = None
-        pipeline, opts = self.pipeline, self.options
         try:
-            snapshot: Snapshot | None = None
-            first_id = 1
-            if opts.checkpointing is not None:
-                storage = open_storage(opts.checkpointing.storage_url(opts.job_name))
-                log.info("job %r (%d workers) checkpoints every %d ms to %s", opts.job_name,
-                         self.workers, opts.checkpointing.interval_ms, storage.url)
-                planner = Job(pipeline.plan(), opts)
-                snapshot = await asyncio.to_thread(planner._restorable, storage)
-                first_id = await asyncio.to_thread(storage.next_id, opts.job_name)
-            target = transport(pipeline)
-            self._pool = pool = await WorkerPool.launch(
-                target, self.workers, fingerprint=control.plan_fingerprint(pipeline),
-                settings=WorkerSettings(), max_parallelism=opts.max_parallelism,
-                on_message=self._on_message)
-            if snapshot is not None:
-                for index in range(self.workers):
-                    await pool.send_object(index, ("restore", snapshot))
-                self.restored_from = snapshot.checkpoint_id
-                log.info("job %r restores %s %d onto %d workers", opts.job_name, snapshot.kind,
-                         snapshot.checkpoint_id, self.workers)
-            if opts.checkpointing is not None:
-                assert storage is not None
-                self.coordinator = ClusterCheckpoints(
-                    opts.job_name, opts.checkpointing, storage, opts.clock,
-                    opts.max_parallelism, first_id, supervisor.spawn, workers=self.workers)
-                for index in range(self.workers):
-                    self.coordinator.participants.append(self._participant(index))
+            snapshot, first_id = await self._open_storage()
+            pool = await self._launch(snapshot, first_id)
             await pool.start_job()
-            log.info("job %r runs on %d workers (pids %s)", opts.job_name, self.workers,
-                     ", ".join(str(w.pid) for w in pool.workers))
+            self._started = True
+            if self.stopping:  # stop() came while the workers were starting
+                await pool.send_all(StopJob())
+            log.info("job %r runs on %d workers (pids %s)", self.options.job_name,
+                     self.workers, ", ".join(str(w.pid) for w in pool.workers))
             if self.coordinator is not None:
                 self.coordinator.start()
                 endpoint = await self._open_endpoint()
@@ -204,9 +182,43 @@ class ClusterJob:
             await supervisor.cancel_all()
             if self._pool is not None:
                 await self._pool.close()
-            if storage is not None:
-                storage.close()
+            if self._storage is not None:
+                self._storage.close()
         return self._result()
+
+    async def _open_storage(self) -> tuple[Snapshot | None, int]:
+        """The checkpoint to restore (if any) and the next checkpoint's id."""
+        opts = self.options
+        if opts.checkpointing is None:
+            return None, 1
+        storage = self._storage = open_storage(opts.checkpointing.storage_url(opts.job_name))
+        log.info("job %r (%d workers) checkpoints every %d ms to %s", opts.job_name,
+                 self.workers, opts.checkpointing.interval_ms, storage.url)
+        planner = Job(self.pipeline.plan(), opts)
+        snapshot = await asyncio.to_thread(planner._restorable, storage)
+        return snapshot, await asyncio.to_thread(storage.next_id, opts.job_name)
+
+    async def _launch(self, snapshot: Snapshot | None, first_id: int) -> WorkerPool:
+        """Start the workers, give them the checkpoint, join them to checkpoints."""
+        opts = self.options
+        self._pool = pool = await WorkerPool.launch(
+            transport(self.pipeline), self.workers,
+            fingerprint=control.plan_fingerprint(self.pipeline), settings=WorkerSettings(),
+            max_parallelism=opts.max_parallelism, on_message=self._on_message)
+        if snapshot is not None:
+            for index in range(self.workers):
+                await pool.send_object(index, ("restore", snapshot))
+            self.restored_from = snapshot.checkpoint_id
+            log.info("job %r restores %s %d onto %d workers", opts.job_name, snapshot.kind,
+                     snapshot.checkpoint_id, self.workers)
+        if opts.checkpointing is not None:
+            assert self._storage is not None and self._supervisor is not None
+            self.coordinator = ClusterCheckpoints(
+                opts.job_name, opts.checkpointing, self._storage, opts.clock,
+                opts.max_parallelism, first_id, self._supervisor.spawn, workers=self.workers)
+            for index in range(self.workers):
+                self.coordinator.participants.append(self._participant(index))
+        return pool
 
     def _participant(self, index: int) -> Participant:
         pool = self._pool
@@ -270,16 +282,15 @@ class ClusterJob:
 
     def stop(self) -> None:
         """As ``Job.stop``: every worker stops reading; the final checkpoint follows."""
-        if self.coordinator is None:
-            from streamlet.errors import StreamletError  # noqa: PLC0415
-
+        if self.options.checkpointing is None:
             raise StreamletError(
                 "stop(): the job has no checkpointing, so it cannot keep its state for a "
                 "next run; cancel it instead")
         self.stopping = True
         pool, supervisor = self._pool, self._supervisor
-        if pool is not None and supervisor is not None:
+        if self._started and pool is not None and supervisor is not None:
             supervisor.spawn(pool.send_all(StopJob()), "stop the workers")
+        # (not started yet: run() tells them as soon as they are)
 
     def _result(self) -> JobResult:
         channels: dict[str, ChannelStatistics] = {}

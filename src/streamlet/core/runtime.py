@@ -415,7 +415,7 @@ class Job:
         ends as a bounded one does, with its final checkpoint; started again,
         it resumes where its sources stopped. Needs checkpointing: without
         it, stopping would lose the state, so cancel the job instead."""
-        if self.coordinator is None:
+        if self.options.checkpointing is None:
             raise StreamletError(
                 "stop(): the job has no checkpointing, so it cannot keep its state for a "
                 "next run; cancel it instead")
