@@ -33,6 +33,14 @@ class Watch:
     def fires(self, line: str) -> bool:
         return False
 
+    def strike(self, proc: subprocess.Popen[bytes]) -> bool:
+        """The kill, once ``fires`` or the deadline said so: SIGKILL to the
+        attempt's process, after which there is nothing more to watch (True). A
+        watch that kills something else (one of the attempt's own children)
+        returns False to go on reading, with ``deadline`` reset or moved on."""
+        proc.kill()  # SIGKILL, to this child only
+        return True
+
 
 @dataclass
 class Attempt:
@@ -71,15 +79,14 @@ def run_attempt(argv: list[str], cwd: Path, watch: Watch) -> Attempt:
                 if deadline is None:
                     raise AssertionError(f"the job printed nothing for {HANG_S} s; last "
                                          f"lines: {seen[-10:]}") from None
-                kill = True
-                break
+                kill = watch.strike(proc)
+                continue
             if line is None:
                 break  # the child has exited
             seen.append(line)
-            kill = watch.fires(line) or (
-                watch.deadline is not None and CLOCK.now() >= watch.deadline)
-        if kill:
-            proc.kill()  # SIGKILL, to this child only
+            if watch.fires(line) or (watch.deadline is not None
+                                     and CLOCK.now() >= watch.deadline):
+                kill = watch.strike(proc)
     except BaseException:
         proc.kill()  # the parent failed: leave no process behind
         raise

@@ -1,0 +1,101 @@
+"""The job that ``tests/test_workers_crash.py`` runs in a subprocess, killing
+its worker processes.
+
+A keyed event-time window count over a deterministic set of events in
+``PARTITIONS`` partitions (``from_partitions``: with two workers, each reads
+half of them), run over ``--workers`` worker processes, written through the
+exactly-once file sink, with a checkpoint every few milliseconds and a
+fixed-delay restart strategy: when a worker dies, the coordinator (this
+process) starts new workers from the latest complete checkpoint by itself.
+
+The coordinator's log (``streamlet``, ``streamlet.checkpoints`` at DEBUG,
+``streamlet.cluster``) goes to stderr one line at a time; the parent times
+its kills on it ("runs on 2 workers (pids ...)" says which processes to kill)
+and on the line the job adds when it is done.
+
+    python tests/workers_crash_job.py OUT_DIR STORAGE_URL [--events N] [--seed S]
+                                      [--interval MS] [--users U] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+
+import streamlet as sl
+
+JOB = "workers-crash"
+PARTITIONS = 4
+WINDOW_MS = 5_000
+DISORDER_MS = 500
+"""Timestamps in a partition run 2 ms apart plus up to this much jitter: out of
+order, within the bound of the partition's watermarks."""
+USERS = 300
+DONE = "INFO job done"
+
+
+def events(count: int, seed: int, users: int) -> list[list[tuple[int, int]]]:
+    """``(user, timestamp)`` pairs in ``PARTITIONS`` partitions, the same for the same
+    arguments."""
+    bits = random.Random(seed).getrandbits
+    per = count // PARTITIONS
+    return [[(bits(16) % users, i * 2 + bits(16) % DISORDER_MS) for i in range(per)]
+            for _ in range(PARTITIONS)]
+
+
+def expected(partitions: list[list[tuple[int, int]]]) -> dict[tuple[int, int], int]:
+    """The oracle: the count of every user's window."""
+    counts: dict[tuple[int, int], int] = {}
+    for partition in partitions:
+        for user, timestamp in partition:
+            window = (user, timestamp - timestamp % WINDOW_MS)
+            counts[window] = counts.get(window, 0) + 1
+    return counts
+
+
+def build(out_dir: str, storage: str, partitions: list[list[tuple[int, int]]],
+          interval_ms: int, workers: int, attempts: int) -> sl.Pipeline:
+    p = sl.Pipeline(JOB, workers=workers,
+                    checkpointing=sl.Checkpointing(interval=interval_ms, storage=storage),
+                    restart_strategy=sl.RestartStrategy.fixed_delay(attempts=attempts,
+                                                                    delay=10))
+    (p.from_partitions(partitions, name="events")
+     .assign_timestamps(lambda e: e[1],
+                        sl.WatermarkStrategy.bounded_out_of_orderness(DISORDER_MS),
+                        name="stamp")
+     .key_by(lambda e: e[0], name="by_user")
+     .window(sl.windows.Tumbling(WINDOW_MS)).aggregate(sl.agg.count(), name="counts")
+     .map(lambda r: [r.key, r.window.start, r.value], name="rows")
+     .to_files(out_dir, name="files"))
+    return p
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir")
+    parser.add_argument("storage")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=20240605)
+    parser.add_argument("--interval", type=int, default=50, help="checkpoint interval, ms")
+    parser.add_argument("--users", type=int, default=USERS)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--attempts", type=int, default=100, help="restarts allowed")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)  # flushes after every line
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.getLogger("streamlet").addHandler(handler)  # and its children's lines
+    logging.getLogger("streamlet").setLevel(logging.INFO)
+    logging.getLogger("streamlet.checkpoints").setLevel(logging.DEBUG)
+
+    partitions = events(args.events, args.seed, args.users)
+    build(args.out_dir, args.storage, partitions, args.interval, args.workers,
+          args.attempts).run()
+    print(DONE, file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
