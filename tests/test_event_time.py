@@ -17,7 +17,11 @@ import pytest
 
 import streamlet as sl
 from streamlet.core.batch import Batch
+from streamlet.core.mailbox import Mailbox
+from streamlet.core.operator import OperatorContext, Output
 from streamlet.core.source import Source, SourceReader
+from streamlet.core.timestamps import AssignTimestampsOperator
+from streamlet.state.snapshots import OperatorState, loads
 from streamlet.testing import FunctionHarness, ManualClock, TestSource, start
 
 MIN = -(2**63)
@@ -633,3 +637,55 @@ def test_timestamp_of_a_record_without_one_in_the_harness() -> None:
         assert harness.output_with_timestamps == [(7, 7)]
         with pytest.raises(sl.InvalidTimestampError, match="this record has no timestamp"):
             harness.process("b")
+
+
+# -- rescaling (workers) -------------------------------------------------------------
+
+
+class _Watermarks(Output):
+    def __init__(self) -> None:
+        self.watermarks: list[int] = []
+
+    async def push(self, batch: Batch) -> None:
+        return None
+
+    async def watermark(self, timestamp: int) -> None:
+        self.watermarks.append(timestamp)
+
+    async def status(self, idle: bool) -> None:
+        return None
+
+    async def end(self) -> None:
+        return None
+
+
+def _assigner(clock: ManualClock) -> tuple[AssignTimestampsOperator, _Watermarks]:
+    op = AssignTimestampsOperator(
+        "ts", None, sl.WatermarkStrategy.bounded_out_of_orderness(timedelta(0)), "fail")
+    out = _Watermarks()
+    op.wire(out, {})
+    op.open(OperatorContext(lambda coro, name: None, 128, clock, Mailbox()))
+    return op, out
+
+
+async def test_split_watermarks_follow_their_splits_to_another_number_of_workers() -> None:
+    """Two workers read splits {0, 1} and {2, 3}; one worker restores both parts.
+    Its watermark resumes from the slower worker's; a split it reads again
+    resumes its own watermark; a split it never reads does not hold it back."""
+    clock = ManualClock()
+    first, second = _assigner(clock)[0], _assigner(clock)[0]
+    for op, splits in ((first, {0: 100, 1: 300}), (second, {2: 500, 3: 700})):
+        for split, ts in splits.items():
+            await op.process(Batch([ts], None, [ts], split))
+    metas = [op.snapshot_state(1, 128).meta for op in (first, second)]
+    assert [loads(m)[0] for m in metas] == [99, 499]  # max timestamp - 1
+
+    merged, out = _assigner(clock)
+    merged.restore_state(OperatorState(merged.rescale_meta(metas, 0, 1), {}), 128)
+    for split in (0, 2):  # the reader announces the splits it reads
+        await merged.process(Batch([], None, [], split))
+    assert out.watermarks == [] and merged._watermark == 99
+    await merged.process(Batch([900], None, [900], 0))  # split 0: 99 -> 899
+    assert out.watermarks == [499]  # min over the splits read here (0, 2); 1, 3 absent
+    again = loads(merged.snapshot_state(2, 128).meta)
+    assert set(again[1]) == {0, 2} and set(again[2]) == {1, 3}  # unread ones kept dormant

@@ -65,6 +65,7 @@ class AssignTimestampsOperator(Operator):
         self.strategy = strategy
         self.on_error = on_error
         self._splits: dict[Any, _Split] = {}
+        self._dormant: dict[Any, tuple[int, bytes | None]] = {}  # restored, not read yet
         self._watermark = MIN_WATERMARK
         self._idle = False
         self._idle_check: TimerHandle | None = None
@@ -155,7 +156,8 @@ class AssignTimestampsOperator(Operator):
         split = self._splits.get(split_id)
         now = self._ctx.clock.now() if self._ctx is not None else 0
         if split is None:
-            split = self._splits[split_id] = _Split(self.strategy.create_generator(), now)
+            restored = self._dormant.pop(split_id, None)
+            split = self._splits[split_id] = self._made(restored, now)
         else:
             split.last_active = now
         return split
@@ -179,7 +181,9 @@ class AssignTimestampsOperator(Operator):
 
     def snapshot_state(self, checkpoint_id: int, max_parallelism: int) -> OperatorState:
         """Each split's watermark and generator (when it pickles; a fresh one is
-        made on restore otherwise), so that event time does not go back."""
+        made on restore otherwise), so that event time does not go back; and
+        the splits restored from another worker's part that this one has not
+        read yet (after a rescale), kept for when it does."""
         splits = {}
         for split_id, split in self._splits.items():
             try:
@@ -187,16 +191,40 @@ class AssignTimestampsOperator(Operator):
             except Exception:  # a generator holding a lambda, a lock...
                 generator = None
             splits[split_id] = (split.watermark, generator)
-        return OperatorState(dumps((self._watermark, splits)), {})
+        return OperatorState(dumps((self._watermark, splits, self._dormant)), {})
 
     def restore_state(self, state: OperatorState, max_parallelism: int) -> None:
-        self._watermark, splits = loads(state.meta)
+        watermark, splits, *dormant = loads(state.meta)
+        self._watermark = watermark
+        self._dormant = dict(dormant[0]) if dormant else {}
         now = self._ctx.clock.now() if self._ctx is not None else 0
-        for split_id, (watermark, generator) in splits.items():
-            split = _Split(self.strategy.create_generator() if generator is None
-                           else loads(generator), now)
-            split.watermark = watermark
-            self._splits[split_id] = split
+        for split_id, restored in splits.items():
+            self._splits[split_id] = self._made(restored, now)
+
+    def rescale_meta(self, metas: list[bytes], subtask: int, parallelism: int) -> bytes:
+        """After a change of workers the splits move (a Kafka partition is read
+        by another worker), so every split restores *dormant*: a worker takes a
+        split's watermark and generator when it first reads that split, and a
+        split it never reads does not hold its event time back. The operator's
+        own watermark resumes from the slowest old worker's."""
+        parts = [loads(meta) for meta in metas if meta]
+        if not parts:
+            return b""
+        dormant: dict[Any, tuple[int, bytes | None]] = {}
+        for _, _, *older in parts:  # what no old worker had read yet...
+            dormant.update(older[0] if older else {})
+        for _, splits, *_ in parts:  # ...and, newer, what each had read
+            dormant.update(splits)
+        return dumps((min(part[0] for part in parts), {}, dormant))
+
+    def _made(self, restored: tuple[int, bytes | None] | None, now: int) -> _Split:
+        if restored is None:
+            return _Split(self.strategy.create_generator(), now)
+        watermark, generator = restored
+        split = _Split(self.strategy.create_generator() if generator is None
+                       else loads(generator), now)
+        split.watermark = watermark
+        return split
 
     async def on_watermark(self, timestamp: int) -> None:
         if timestamp == MAX_WATERMARK and self._watermark < MAX_WATERMARK:
