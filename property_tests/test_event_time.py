@@ -145,7 +145,9 @@ class ProcessingTimers(sl.KeyedProcessFunction):
 # -- 1. a whole pipeline ---------------------------------------------------------------
 
 
-def run_counter_pipeline(stream: EventStream, fn: TimerFn, backend: Any) -> list[Any]:
+def counter_pipeline(stream: EventStream, fn: TimerFn, backend: Any = None
+                     ) -> tuple[sl.Pipeline, list[Any]]:
+    """``from_iterable -> assign_timestamps -> key_by -> TimerCounter -> Stamp``, collected."""
     pipeline = sl.Pipeline("event_time", batch_size=stream.batch_size,
                            channel_capacity=stream.channel_capacity,
                            scheduling_seed=stream.scheduling_seed, state_backend=backend)
@@ -156,6 +158,11 @@ def run_counter_pipeline(stream: EventStream, fn: TimerFn, backend: Any) -> list
            .process(TimerCounter(fn))
            .process(Stamp())  # chained: it sees the same order, and the timestamps
            .collect())
+    return pipeline, out
+
+
+def run_counter_pipeline(stream: EventStream, fn: TimerFn, backend: Any) -> list[Any]:
+    pipeline, out = counter_pipeline(stream, fn, backend)
     asyncio.run(asyncio.wait_for(pipeline.run_async(), TIMEOUT))
     return list(out)
 

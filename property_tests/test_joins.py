@@ -18,8 +18,17 @@ from hypothesis import strategies as st
 import streamlet as sl
 
 KEYS = ("a", "b")
-records = st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, 60)), max_size=12)
+Row = tuple[str, int]  # key, timestamp
+
+
+def keyed_records(keys: tuple[str, ...] = KEYS, max_size: int = 12
+                  ) -> st.SearchStrategy[list[Row]]:
+    return st.lists(st.tuples(st.sampled_from(keys), st.integers(0, 60)), max_size=max_size)
+
+
+records = keyed_records()
 STAMPS = sl.WatermarkStrategy.for_monotonous_timestamps()
+BIG = sl.WatermarkStrategy.bounded_out_of_orderness(10_000)  # nothing is ever late
 
 
 def _sorted_by_time(rows: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
@@ -27,27 +36,36 @@ def _sorted_by_time(rows: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
     return sorted(((key, ts, i) for i, (key, ts) in enumerate(rows)), key=lambda r: r[1])
 
 
+def interval_join_pipeline(left: list[Row], right: list[Row], lower: int, upper: int
+                           ) -> tuple[sl.Pipeline, list[tuple[int, int]]]:
+    """Two inputs, nothing ever late, joined by key within ``[lower, upper]``:
+    the pairs of indexes joined."""
+    p = sl.Pipeline("interval", batch_size=1)
+    a = p.from_iterable(list(enumerate(left))).assign_timestamps(lambda r: r[1][1], BIG,
+                                                                 name="ts_left")
+    b = p.from_iterable(list(enumerate(right))).assign_timestamps(lambda r: r[1][1], BIG,
+                                                                  name="ts_right")
+    joined = (a.key_by(lambda r: r[1][0]).interval_join(b.key_by(lambda r: r[1][0]))
+              .between(lower, upper).process(lambda x, y: (x[0], y[0])))
+    return p, joined.collect()
+
+
+def interval_pairs(left: list[Row], right: list[Row], lower: int, upper: int
+                   ) -> Counter[tuple[int, int]]:
+    return Counter((i, j) for i, (ka, ta) in enumerate(left)
+                   for j, (kb, tb) in enumerate(right)
+                   if ka == kb and ta + lower <= tb <= ta + upper)
+
+
 @settings(max_examples=120, deadline=None)
 @given(left=records, right=records, lower=st.integers(-20, 10), width=st.integers(0, 20))
 def test_interval_join_without_late_records_equals_nested_loops(
         left: list[tuple[str, int]], right: list[tuple[str, int]], lower: int,
         width: int) -> None:
-    upper = lower + width
-    p = sl.Pipeline("interval", batch_size=1)
-    big = sl.WatermarkStrategy.bounded_out_of_orderness(10_000)  # nothing is ever late
-    a = p.from_iterable(list(enumerate(left))).assign_timestamps(lambda r: r[1][1], big,
-                                                                 name="ts_left")
-    b = p.from_iterable(list(enumerate(right))).assign_timestamps(lambda r: r[1][1], big,
-                                                                  name="ts_right")
-    joined = (a.key_by(lambda r: r[1][0]).interval_join(b.key_by(lambda r: r[1][0]))
-              .between(lower, upper).process(lambda x, y: (x[0], y[0])))
-    out = joined.collect()
+    p, out = interval_join_pipeline(left, right, lower, lower + width)
     result = p.run()
     assert result.operators["interval_join"]["dropped_late"] == 0
-    expected = Counter((i, j) for i, (ka, ta) in enumerate(left)
-                       for j, (kb, tb) in enumerate(right)
-                       if ka == kb and ta + lower <= tb <= ta + upper)
-    assert Counter(out) == expected
+    assert Counter(out) == interval_pairs(left, right, lower, lower + width)
 
 
 @settings(max_examples=120, deadline=None)
@@ -81,11 +99,19 @@ def test_interval_join_with_cleanup_never_joins_wrongly(left: list[tuple[str, in
 def test_window_join_and_co_group_equal_nested_loops(left: list[tuple[str, int]],
                                                      right: list[tuple[str, int]],
                                                      size: int) -> None:
+    p, (inner, groups) = window_join_pipeline(left, right, size)
+    p.run()
+    check_window_join(left, right, size, inner, groups)
+
+
+def window_join_pipeline(left: list[Row], right: list[Row], size: int
+                         ) -> tuple[sl.Pipeline, tuple[list[Any], list[Any]]]:
+    """A tumbling window join (pairs of indexes) and co_group (the sorted indexes
+    of each side) of two inputs by key, nothing ever late."""
     p = sl.Pipeline("window-join", batch_size=1)
-    big = sl.WatermarkStrategy.bounded_out_of_orderness(10_000)  # nothing is ever late
-    a = p.from_iterable(list(enumerate(left))).assign_timestamps(lambda r: r[1][1], big,
+    a = p.from_iterable(list(enumerate(left))).assign_timestamps(lambda r: r[1][1], BIG,
                                                                  name="ts_left")
-    b = p.from_iterable(list(enumerate(right))).assign_timestamps(lambda r: r[1][1], big,
+    b = p.from_iterable(list(enumerate(right))).assign_timestamps(lambda r: r[1][1], BIG,
                                                                   name="ts_right")
     inner = (a.join(b).where(lambda r: r[1][0]).equal_to(lambda r: r[1][0])
              .window(sl.windows.Tumbling(size)).apply(lambda x, y: (x[0], y[0])).collect())
@@ -93,8 +119,11 @@ def test_window_join_and_co_group_equal_nested_loops(left: list[tuple[str, int]]
               .window(sl.windows.Tumbling(size))
               .apply(lambda xs, ys: (sorted(x[0] for x in xs), sorted(y[0] for y in ys)))
               .collect())
-    p.run()
+    return p, (inner, groups)
 
+
+def check_window_join(left: list[Row], right: list[Row], size: int, inner: list[Any],
+                      groups: list[Any]) -> None:
     def window_of(ts: int) -> int:
         return ts - ts % size
 
@@ -115,11 +144,18 @@ def test_window_join_and_co_group_equal_nested_loops(left: list[tuple[str, int]]
 @settings(max_examples=60, deadline=None)
 @given(rows=records, size=st.integers(1, 30))
 def test_window_all_counts_every_record_once(rows: list[tuple[str, int]], size: int) -> None:
-    p = sl.Pipeline("all", batch_size=1)
-    stamped = p.from_iterable(rows).assign_timestamps(
-        lambda r: r[1], sl.WatermarkStrategy.bounded_out_of_orderness(10_000))
-    counts = stamped.window_all(sl.windows.Tumbling(size)).aggregate(sl.agg.count()).collect()
+    p, counts = window_all_pipeline(rows, size)
     p.run()
+    check_window_all(rows, size, counts)
+
+
+def window_all_pipeline(rows: list[Row], size: int) -> tuple[sl.Pipeline, list[Any]]:
+    p = sl.Pipeline("all", batch_size=1)
+    stamped = p.from_iterable(rows).assign_timestamps(lambda r: r[1], BIG)
+    return p, stamped.window_all(sl.windows.Tumbling(size)).aggregate(sl.agg.count()).collect()
+
+
+def check_window_all(rows: list[Row], size: int, counts: list[Any]) -> None:
     expected = Counter(ts - ts % size for _, ts in rows)
     got: dict[Any, int] = {r.window.start: r.value for r in counts}
     assert got == dict(expected)

@@ -260,7 +260,11 @@ def test_running_sums_after_interleaving_add_up_per_key(program: Program, tail: 
     built = build(program, options, with_outputs=False)
     out = attach_tail(built.streams[-1], tail)
     run(built.pipeline, options)
-    expected = values_per_key(tail, last_node(program).values)
+    check_running_sums(out, values_per_key(tail, last_node(program).values))
+
+
+def check_running_sums(out: list[tuple[Any, int]], expected: dict[Any, Counter[int]]) -> None:
+    """A ``sum`` tail's outputs after some interleaving of the records it got."""
     sums: dict[Any, list[int]] = {}
     for key, running in out:
         sums.setdefault(key, []).append(running)

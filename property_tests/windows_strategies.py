@@ -103,19 +103,21 @@ def _lists(elements: st.SearchStrategy[T], max_size: int) -> st.SearchStrategy[l
 
 @st.composite
 def records(draw: st.DrawFn, max_records: int = 30, max_step: int = 4,
-            max_disorder: int = 16) -> tuple[tuple[Rec, ...], int]:
+            max_disorder: int = 16, keys: tuple[str, ...] = KEYS
+            ) -> tuple[tuple[Rec, ...], int]:
     """Timestamps that rise on average (a base moving on by ``0..max_step``), each
-    placed up to ``disorder`` behind the base; keys from a small set."""
+    placed up to ``disorder`` behind the base; keys from a small set (the first
+    few of ``keys``)."""
     wide = st.integers(max_disorder // 3, max_disorder)
     disorder = draw(st.one_of(st.integers(0, max_disorder), wide, wide))
-    n_keys = draw(st.integers(1, len(KEYS)))
+    n_keys = draw(st.integers(1, len(keys)))
     base = draw(st.integers(-40, 60))
     raw = draw(_lists(st.tuples(st.integers(0, max_step), st.integers(0, disorder),
                                 st.integers(0, n_keys - 1)), max_records))
     recs = []
     for index, (step, back, key) in enumerate(raw):
         base += step
-        recs.append(Rec(index, KEYS[key], base - back))
+        recs.append(Rec(index, keys[key], base - back))
     return tuple(recs), disorder
 
 
@@ -161,8 +163,8 @@ def fns(kinds: tuple[str, ...] = ALL_FNS) -> st.SearchStrategy[Fn]:
 @st.composite
 def cases(draw: st.DrawFn, assigners: st.SearchStrategy[Assigner],
           functions: st.SearchStrategy[Fn] | None = None, max_records: int = 30,
-          min_lateness: int = 0) -> Case:
-    recs, disorder = draw(records(max_records=max_records))
+          min_lateness: int = 0, keys: tuple[str, ...] = KEYS) -> Case:
+    recs, disorder = draw(records(max_records=max_records, keys=keys))
     # often less than the real disorder, so that records come late; sometimes all of
     # it, or more
     bound = draw(st.integers(0, 5).flatmap(lambda how: [

@@ -275,3 +275,19 @@ def test_streamlet_run_workers_runs_a_module_pipeline_on_workers(tmp_path: Path)
     rows = committed(tmp_path / "out")
     assert sorted(r[1] for r in rows) == list(range(1000))
     assert len({r[2] for r in rows}) == 2  # written by two processes
+
+
+def test_a_mistake_in_the_pipeline_found_by_a_worker_is_not_restarted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    pipeline = sl.Pipeline("mistaken", workers=2, restart_strategy=sl.RestartStrategy.fixed_delay(
+        attempts=3, delay=timedelta(0)))
+
+    async def lookup(e: dict[str, int]) -> dict[str, int]:
+        return e
+
+    (pipeline.from_iterable(EVENTS[:100]).key_by(lambda e: e["user"])
+     .map(lambda e: lookup(e), name="forgot-async").collect())  # returns a coroutine
+    with pytest.raises(WorkerFailedError, match="returned an awaitable") as caught:
+        pipeline.run()
+    assert caught.value.config_error
+    assert not [r for r in caplog.records if "restart" in r.getMessage()]

@@ -290,8 +290,8 @@ class Pipeline:
             except StreamletConfigError:
                 raise  # a mistake in the pipeline: no restart can fix it
             except Exception as exc:
-                if job.stopping:
-                    raise
+                if job.stopping or getattr(exc, "config_error", False):
+                    raise  # (a worker's StreamletConfigError, too)
                 delay = tracker.next_delay(clock.now() - began)
                 if delay is None:
                     if tracker.strategy.kind != "none":

@@ -6,6 +6,11 @@
   advance processing time, and read what came out, side outputs and state.
 - ``TestSource`` and ``start``: drive a whole pipeline by hand, as Kafka
   Streams' ``TopologyTestDriver`` does, from an async test.
+- ``run_collected``, ``same_output`` and ``assert_same_output``: run one
+  pipeline on several worker counts (``workers=N`` processes on this machine)
+  and compare what its collects received, as multisets, and key by key in
+  order where a ``key`` function is given; a mismatch names what is missing,
+  what is extra and the first key whose sequence differs.
 
 Example::
 
@@ -13,13 +18,29 @@ Example::
     harness.process({"id": 1}, timestamp=10)
     harness.watermark(100)
     assert harness.output == [{"id": 1}]
+
+Comparing worker counts: ``build`` makes a fresh pipeline (with its sources
+and functions; it travels to the workers by value, so lambdas are fine) and
+returns it with its collect (or a tuple or dict of collects). The system clock
+is the only one several workers can share, so results must not depend on
+processing time. Across keys the order is not defined with several workers
+(each worker's collected values come back one worker after another), so a
+``key`` function says what must stay in order::
+
+    def build():
+        p = sl.Pipeline("sums")
+        out = (p.from_iterable([(x % 10, x) for x in range(100)]).key_by(lambda r: r[0])
+               .reduce(lambda a, b: (a[0], a[1] + b[1])).collect())
+        return p, out
+
+    one, three = same_output(build, workers=(1, 3), key=lambda r: r[0])
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,14 +56,15 @@ from .core.process import (
     ProcessOperator,
     ProcessOperatorBase,
 )
-from .core.runtime import Job
+from .core.runtime import Job, JobResult
 from .core.source import Source, SourceReader
 from .errors import StreamletConfigError, StreamletError
 from .state.backend import StateBackendFactory, memory_backend
 from .state.descriptors import descriptors_of
 from .time.clock import ManualClock
 
-__all__ = ["FunctionHarness", "ManualClock", "TestSource", "start"]
+__all__ = ["FunctionHarness", "ManualClock", "TestSource", "assert_same_output",
+           "run_collected", "run_with_workers", "same_output", "start"]
 
 
 class _Collector(Output):
@@ -356,3 +378,163 @@ async def start(pipeline: Pipeline, *sources: TestSource) -> AsyncIterator[Runni
         if failure is not None:
             raise failure
 
+
+
+# -- comparing worker counts -----------------------------------------------------------
+
+Build = Callable[[], tuple[Pipeline, Any]]
+
+
+def run_with_workers(pipeline: Pipeline, workers: int, *, timeout: float = 60.0) -> JobResult:
+    """Run ``pipeline`` to its end on ``workers`` processes (1: in this one),
+    from synchronous code; a run still going after ``timeout`` seconds is
+    cancelled (its workers stopped) and fails the test with ``TimeoutError``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise StreamletError("run_with_workers() is synchronous; call it outside a running "
+                             "event loop")
+    pipeline.with_workers(workers)
+    return asyncio.run(asyncio.wait_for(pipeline.run_async(), timeout))
+
+
+def _copy(outputs: Any) -> Any:
+    if isinstance(outputs, dict):
+        return {name: list(values) for name, values in outputs.items()}
+    if isinstance(outputs, tuple):
+        return tuple(list(values) for values in outputs)
+    if isinstance(outputs, list):
+        return list(outputs)
+    raise StreamletConfigError(
+        "build() returns (pipeline, outputs), outputs a collect, or a tuple or dict of "
+        f"collects; not {type(outputs).__name__}")
+
+
+def run_collected(build: Build, workers: int, *, timeout: float = 60.0) -> Any:
+    """Build a fresh pipeline with ``build()``, run it on ``workers`` processes
+    and return what its collects received: a list for a collect, a tuple or dict
+    of lists for a tuple or dict of them (copies, in arrival order; with several
+    workers one worker's values after another's)."""
+    pipeline, outputs = build()
+    _copy(outputs)  # a wrong shape fails before anything is started
+    run_with_workers(pipeline, workers, timeout=timeout)
+    return _copy(outputs)
+
+
+def same_output(build: Build, workers: Sequence[int] = (1, 3), *,
+                key: Callable[[Any], Any] | None = None, timeout: float = 60.0) -> list[Any]:
+    """Run ``build``'s pipeline on each worker count and assert that every run
+    collected the same as the first (``assert_same_output``: as multisets, and
+    with ``key`` each key's values in the same order). Returns every run's
+    outputs, in the order of ``workers``, to check against an oracle too."""
+    runs = [run_collected(build, n, timeout=timeout) for n in workers]
+    for n, run in zip(workers[1:], runs[1:], strict=True):
+        assert_same_output(runs[0], run, key=key,
+                           names=(f"workers={workers[0]}", f"workers={n}"))
+    return runs
+
+
+class _Frozen:
+    """A value made hashable for counting, printed as the value."""
+
+    __slots__ = ("_id", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self._id = _freeze(value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Frozen) and self._id == other._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _freeze(value: Any) -> Any:
+    """Equal values give equal results; a list and a tuple of the same items do not."""
+    if isinstance(value, list):
+        return ("list", tuple(_freeze(v) for v in value))
+    if isinstance(value, tuple):
+        return ("tuple", tuple(_freeze(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((_freeze(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return ("set", frozenset(_freeze(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("repr", type(value).__name__, repr(value))
+    return value
+
+
+_SHOWN = 5  # examples a mismatch message shows of each kind
+
+
+def _shown(counter: Counter[_Frozen]) -> str:
+    items = [f"{v!r} x{n}" if n > 1 else repr(v) for v, n in counter.most_common(_SHOWN)]
+    more = len(counter) - _SHOWN
+    return ", ".join(items) + (f", ... ({more} more distinct)" if more > 0 else "")
+
+
+def _differences(expected: list[Any], actual: list[Any], key: Callable[[Any], Any] | None,
+                 names: tuple[str, str]) -> list[str]:
+    want = Counter(_Frozen(v) for v in expected)
+    got = Counter(_Frozen(v) for v in actual)
+    lines = []
+    missing, extra = want - got, got - want
+    if missing or extra:
+        lines.append(f"{len(expected)} values from {names[0]}, {len(actual)} from {names[1]}")
+    if missing:
+        lines.append(f"  only in {names[0]} ({missing.total()}): {_shown(missing)}")
+    if extra:
+        lines.append(f"  only in {names[1]} ({extra.total()}): {_shown(extra)}")
+    if key is None or lines:
+        return lines
+    sequences: tuple[dict[_Frozen, list[Any]], dict[_Frozen, list[Any]]] = ({}, {})
+    for values, by_key in zip((expected, actual), sequences, strict=True):
+        for v in values:
+            by_key.setdefault(_Frozen(key(v)), []).append(v)
+    for k, want_seq in sequences[0].items():
+        got_seq = sequences[1][k]  # the same multiset, so the same keys
+        if [_Frozen(v) for v in want_seq] != [_Frozen(v) for v in got_seq]:
+            at = next(i for i, (a, b) in enumerate(zip(want_seq, got_seq, strict=True))
+                      if _Frozen(a) != _Frozen(b))
+            lines.append(f"key {k!r}: the same values in another order, first at position "
+                         f"{at}: {names[0]} has {want_seq[at]!r}, {names[1]} {got_seq[at]!r}\n"
+                         f"  {names[0]}: {want_seq[:at + _SHOWN]!r:.300}\n"
+                         f"  {names[1]}: {got_seq[:at + _SHOWN]!r:.300}")
+            break
+    return lines
+
+
+def assert_same_output(expected: Any, actual: Any, *, key: Callable[[Any], Any] | None = None,
+                       names: tuple[str, str] = ("expected", "actual")) -> None:
+    """Assert that two runs' outputs (lists, or tuples or dicts of lists, as
+    ``run_collected`` returns them) hold the same values as multisets, and, with
+    ``key`` (a function of an output value), each key's values in the same
+    order. On a mismatch the ``AssertionError`` says, for each output that
+    differs, how many values are only on one side with a few of them, or the
+    first key whose order differs and where."""
+    pairs: list[tuple[str, Any, Any]]
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        assert expected.keys() == actual.keys(), (
+            f"different outputs: {sorted(expected)} and {sorted(actual)}")
+        pairs = [(f"output {name!r}: ", expected[name], actual[name]) for name in expected]
+    elif isinstance(expected, tuple) and isinstance(actual, tuple):
+        assert len(expected) == len(actual), (
+            f"{len(expected)} outputs in {names[0]}, {len(actual)} in {names[1]}")
+        pairs = [(f"output {i}: ", e, a) for i, (e, a) in enumerate(zip(expected, actual,
+                                                                            strict=True))]
+    else:
+        pairs = [("", expected, actual)]
+    report = []
+    for label, want, got in pairs:
+        lines = _differences(list(want), list(got), key, names)
+        if lines:
+            report.append(label + "\n".join(lines))
+    assert not report, "\n".join(report)

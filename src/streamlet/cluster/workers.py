@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import secrets
@@ -130,6 +131,8 @@ class WorkerFailedError(WorkerLostError):
 
     def __init__(self, worker: int, pid: int | None, failure: Failure, what: str) -> None:
         self.error_type = failure.error_type
+        # a mistake in the pipeline, which no restart can fix
+        self.config_error = _is_config_error(failure.error_type)
         self.error_message = failure.message
         self.worker_traceback = failure.traceback
         text = failure.traceback
@@ -138,6 +141,17 @@ class WorkerFailedError(WorkerLostError):
         super().__init__(worker, pid, f"failed {what}: "
                                       f"{failure.error_type}: {failure.message}\n"
                                       f"Traceback in the worker:\n{text.rstrip()}")
+
+
+def _is_config_error(type_name: str) -> bool:
+    module, _, name = type_name.rpartition(".")
+    if not module.startswith("streamlet"):
+        return False
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type) and issubclass(found, StreamletConfigError)
 
 
 @dataclass(frozen=True)
