@@ -37,7 +37,14 @@ import streamlet as sl
 from property_tests import test_event_time, test_joins, test_pipelines, test_windows
 from property_tests.event_time_oracle import run_pipeline
 from property_tests.event_time_strategies import EventStream, TimerFn, event_streams, timer_fns
-from property_tests.oracle import dead_letters, evaluate, keyed_tail, last_node, tail_key, values_per_key
+from property_tests.oracle import (
+    dead_letters,
+    evaluate,
+    keyed_tail,
+    last_node,
+    tail_key,
+    values_per_key,
+)
 from property_tests.strategies import (
     Apply,
     KeyedTail,
