@@ -33,6 +33,9 @@ LAYERS = {
                                   "streamlet.state", "streamlet.core"],
     # the worker process imports streamlet._locate (and so the whole library) itself
     "streamlet.cluster.workers": ["streamlet.connectors", "streamlet._", "streamlet.cli"],
+    "streamlet.cluster.worker": ["streamlet.connectors", "streamlet._", "streamlet.cli"],
+    "streamlet.cluster.shuffle": ["streamlet.connectors", "streamlet._", "streamlet.cli",
+                                  "streamlet.windows"],
 }
 
 
