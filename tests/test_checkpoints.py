@@ -332,6 +332,25 @@ async def test_a_savepoint_restores_into_a_changed_pipeline_and_outlives_pruning
     assert list(sums) == [("a", 51)]  # 1 from the savepoint, then 5 scaled
 
 
+async def test_a_savepoint_asked_for_during_a_checkpoint_follows_it(tmp_path: Path) -> None:
+    """Not 'still in progress': the savepoint waits for the checkpoint in flight."""
+    config = sl.Checkpointing(interval=1_000, storage=storage(tmp_path))
+    source = TestSource()
+    p = sl.Pipeline("queued", clock=ManualClock(0), checkpointing=config)
+    p.from_source(source, name="source").key_by(lambda r: r).reduce(lambda a, b: a).collect()
+    async with start(p, source) as job:
+        source.add("a")
+        await job.settle()
+        checkpoint = asyncio.ensure_future(job.checkpoint())
+        await asyncio.sleep(0)  # the checkpoint has started, not completed
+        assert job.job.coordinator is not None and job.job.coordinator.pending is not None
+        savepoint = asyncio.ensure_future(p.savepoint())
+        await job.settle()
+        assert await savepoint == await checkpoint + 1
+        job.task.cancel()
+    assert kinds_in_storage(tmp_path, "queued")[await savepoint] == "savepoint"
+
+
 def test_from_checkpoint_needs_checkpointing_and_an_existing_id(tmp_path: Path) -> None:
     p = sl.Pipeline("nothing")
     p.from_iterable([1]).collect()

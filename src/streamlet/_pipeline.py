@@ -404,7 +404,7 @@ class Pipeline:
             raise StreamletConfigError(
                 "savepoint(): the pipeline has no checkpoint storage; give it "
                 "checkpointing=sl.Checkpointing(...)")
-        return await job.coordinator.trigger("savepoint")
+        return await job.coordinator.savepoint()
 
     def run(self, *, from_checkpoint: int | None = None, stop_on_signals: bool = False,
             health_port: int | None = None, health_host: str = "127.0.0.1",

@@ -156,6 +156,13 @@ class CheckpointCoordinator:
             with contextlib.suppress(CheckpointError):
                 await asyncio.shield(pending.completed)
 
+    async def savepoint(self) -> int:
+        """Take a savepoint once the checkpoint in progress (if any) is done; its id."""
+        while True:
+            await self.settled()
+            if self.pending is None:  # (a timed checkpoint may have started meanwhile)
+                return await self.trigger("savepoint")
+
     def _schedule(self, when: int) -> None:
         if self._stopped or self._paused:
             return

@@ -449,7 +449,7 @@ class Job:
         async def handle(command: str) -> dict[str, Any]:
             if command != "savepoint":
                 return {"ok": False, "error": f"unknown command {command!r}"}
-            return {"ok": True, "checkpoint_id": await coordinator.trigger("savepoint")}
+            return {"ok": True, "checkpoint_id": await coordinator.savepoint()}
 
         name = self.options.job_name
         endpoint = ControlEndpoint(socket_path(name, config.storage_url(name)), handle)
