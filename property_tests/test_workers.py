@@ -29,7 +29,6 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -65,16 +64,6 @@ from streamlet.testing import assert_same_output, run_collected
 WORKERS = (1, 3)
 TIMEOUT = 60.0  # seconds for one run; they take about one, so this means a hang
 _EXAMPLES = int(os.environ.get("STREAMLET_WORKER_EXAMPLES", "5"))
-# Known bug (not fixed here): a source subtask that owns no split (from_iterable on
-# workers 1 and 2) sends its final watermark and end to every consumer, but until
-# that arrives its channel holds the consumer's watermark at the minimum. If worker 0's
-# records and watermarks get there first, the consumer's watermark stays back and then
-# jumps (a timer sees MAX_WATERMARK instead of 0; a record is not late that one
-# process finds late). Rare, timing-dependent; these properties are right when it
-# does not happen.
-SILENT_SUBTASK_RACE = pytest.mark.xfail(
-    strict=False, reason="the watermark of a consumer waits for the end of source subtasks "
-    "that own no split, so it may skip values a single process passes through")
 # letters whose key groups fall on each of three workers (a, e: 0; b, c: 1; d, j: 2)
 WINDOW_KEYS = ("a", "b", "d", "c", "e", "j")
 TAIL_MODULI = st.integers(8, 12)  # 0..7 as ints, "k0".."k7" as strs: every worker has some
@@ -226,7 +215,6 @@ def window_build(case: Case) -> Any:
 any_assigner = st.one_of(tumbling(), sliding(), session(), count())
 
 
-@SILENT_SUBTASK_RACE
 @examples(6)
 @given(case=cases(any_assigner, keys=WINDOW_KEYS))
 def test_windows_fire_the_same_on_three_workers(case: Case) -> None:
@@ -276,7 +264,6 @@ def test_windows_over_partitions_fire_the_same_on_three_workers(case: Case,
 # -- test_event_time: keyed state and event-time timers ------------------------------------
 
 
-@SILENT_SUBTASK_RACE
 @examples(6)
 @given(stream=event_streams(), fn=timer_fns())
 def test_event_time_timers_fire_the_same_on_three_workers(stream: EventStream,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import gc
 import os
 import pickle
@@ -76,6 +77,9 @@ if TYPE_CHECKING:
 CONTROL_SOCKET: Final = "control.sock"
 MAX_STATE_FRAME: Final = 1 << 30  # a checkpoint's part, or a restore, travels as one frame
 _JOB_GC_THRESHOLDS: Final = (10_000, 10, 100)  # as Pipeline.run() sets them
+# a directory: each worker profiles its job (Start to finished) with cProfile into
+# worker-<index>.prof there (benchmarks/workers.py, docs/performance.md)
+PROFILE_ENV: Final = "STREAMLET_WORKER_PROFILE"
 
 
 def worker_socket(index: int) -> str:
@@ -193,13 +197,13 @@ class Exchange(Distribution):
                 w: await incoming.expect(_data_channel(*edge, w)) for w in others}
 
     def input_channels(self, consumer: Node, index: int, capacity: int,
-                       spawn: Any) -> list[Channel]:
-        channels = []
+                       spawn: Any) -> dict[int, Channel]:
+        channels = {}
         for worker, receiver in self.receivers[(consumer.id, index)].items():
             channel = Channel(f"{consumer.inputs[index].node.name}->{consumer.name}#{index} "
                               f"from worker {worker}", capacity)
             spawn(pump(receiver, channel), f"shuffle into {consumer.name} from worker {worker}")
-            channels.append(channel)
+            channels[worker] = channel
         return channels
 
     def output(self, consumer: Node, index: int, local: Channel, batch_size: int) -> Output:
@@ -300,6 +304,8 @@ class _Worker:
         self.send_object = send_object
         self.job: Job | None = None
         self.running: asyncio.Task[JobResult] | None = None
+        self.profile_to = os.environ.get(PROFILE_ENV)
+        self.profiler: cProfile.Profile | None = None
 
     async def obey(self, receiver: FrameReceiver) -> int:
         """Until finished or cancelled (0), or the coordinator is gone (1)."""
@@ -373,7 +379,16 @@ class _Worker:
                           parallelism=self.args.workers)
         self.job = Job(pipeline.plan(), options, self.exchange)
         gc.freeze()  # the pipeline and its input are not the job's garbage
+        if self.profile_to:
+            self.profiler = cProfile.Profile()
+            self.profiler.enable()
         self.running = asyncio.get_running_loop().create_task(self.job.run())
+
+    def _end_profile(self) -> None:
+        profiler, self.profiler = self.profiler, None
+        if profiler is not None and self.profile_to:
+            profiler.disable()
+            profiler.dump_stats(Path(self.profile_to) / f"worker-{self.args.index}.prof")
 
     async def _checkpointer(self) -> WorkerCheckpoints | None:
         """The job's checkpoints, once it has started them."""
@@ -394,6 +409,7 @@ class _Worker:
         if running is None:
             return 0
         result = await running
+        self._end_profile()
         operators = self.job.operators.values() if self.job is not None else ()
         collected = {op.name: list(op.target) for op in operators
                      if isinstance(op, CollectOperator)}

@@ -182,6 +182,9 @@ class PartitionsReader(SourceReader):
         self._turns: deque[int] | None = None  # owned partitions not yet ended, in turn
         self._announce: deque[int] = deque()
 
+    def reads_on(self, subtask: int, parallelism: int) -> bool:
+        return any(p % parallelism == subtask for p in range(len(self._partitions)))
+
     def assign(self, subtask: int, parallelism: int) -> bool:
         self._owned = [p for p in range(len(self._partitions)) if p % parallelism == subtask]
         self._positions = {p: self._restored.get(p, 0) for p in self._owned}

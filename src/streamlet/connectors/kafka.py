@@ -134,6 +134,9 @@ class KafkaReader(SourceReader):
         self._subtask = 0
         self._parallelism = 1
 
+    def reads_on(self, subtask: int, parallelism: int) -> bool:
+        return True  # partitions are found while running: any subtask may get some
+
     def assign(self, subtask: int, parallelism: int) -> bool:
         """Read only the partitions ``owns_partition`` gives this subtask. True
         even when that is none yet: partitions are found while running."""

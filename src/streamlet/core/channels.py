@@ -143,7 +143,8 @@ class InputGate:
     """
 
     def __init__(self, channels: list[Channel], rng: random.Random,
-                 mailbox: Mailbox | None = None, inputs: list[int] | None = None) -> None:
+                 mailbox: Mailbox | None = None, inputs: list[int] | None = None,
+                 quiet: set[int] | None = None) -> None:
         self.channels = channels
         self._open = list(channels)
         self._rng = rng
@@ -159,7 +160,9 @@ class InputGate:
         n = len(channels)
         self._watermarks = [MIN_WATERMARK] * n
         self._idle = [False] * n
-        self._ended = [False] * n
+        # ``quiet`` channels carry nothing but their end (a worker that reads none
+        # of the sources behind them): they count as ended from the start
+        self._ended = [i in quiet for i in range(n)] if quiet else [False] * n
         self.watermark = MIN_WATERMARK
         self.idle = False
         self.last_input = 0  # which input the last batch came from

@@ -90,9 +90,9 @@ class Distribution:
     snapshot: Snapshot | None = None  # what this worker restores
 
     def input_channels(self, consumer: Node, index: int, capacity: int,
-                       spawn: Any) -> list[Channel]:
+                       spawn: Any) -> dict[int, Channel]:
         """The channels that bring the other workers' records into input
-        ``index`` of ``consumer`` (a shuffle)."""
+        ``index`` of ``consumer`` (a shuffle), by worker."""
         raise NotImplementedError
 
     def output(self, consumer: Node, index: int, local: Channel, batch_size: int) -> Output:
@@ -237,21 +237,56 @@ class Job:
             return self.distribution.output(consumer, index, channel, self.options.batch_size)
         return ChannelOutput(channel, self.options.batch_size)
 
-    def _gate_channels(self, task: TaskSpec, spawn: Any) -> tuple[list[Channel], list[int]]:
-        """A task's input channels, and for each the input of the head it feeds:
-        in a parallel job a shuffled input is one channel per worker."""
+    def _gate_channels(self, task: TaskSpec, spawn: Any
+                       ) -> tuple[list[Channel], list[int], set[int]]:
+        """A task's input channels; for each, the input of the head it feeds (in
+        a parallel job a shuffled input is one channel per worker); and which
+        of them come from a worker that reads none of the sources behind them."""
         channels: list[Channel] = []
         inputs: list[int] = []
+        quiet: set[int] = set()
+        me = self.options.subtask
         for index, inp in enumerate(task.head.inputs):
-            found = [self.channels[(task.head.id, index)]]
+            local = self.channels[(task.head.id, index)]
+            by_worker = {me: local}
             if self.distribution is not None and inp.edge is Edge.HASH:
                 remote = self.distribution.input_channels(
                     task.head, index, self.options.channel_capacity, spawn)
-                self._remote_channels += remote
-                found += remote
-            channels += found
-            inputs += [index] * len(found)
-        return channels, inputs
+                self._remote_channels += remote.values()
+                by_worker.update(remote)
+                reading = self._reading_workers(inp.node)
+                quiet.update(len(channels) + i for i, worker in enumerate(sorted(by_worker))
+                             if worker not in reading)
+            channels += [by_worker[worker] for worker in sorted(by_worker)]
+            inputs += [index] * len(by_worker)
+        return channels, inputs, quiet
+
+    def _reading_workers(self, producer: Node) -> set[int]:
+        """The workers whose ``producer`` can emit anything: those that read a
+        source behind it (not across a shuffle; behind a shuffle, all do).
+
+        A source that is not split is read by worker 0 alone; the other
+        workers' copies of its chain end at once and say so on their
+        channels, but not before the reading worker's first records may have
+        arrived. A consumer that waited for those channels would hold its
+        watermark back where one process would not (late records let through,
+        timers fired late), so it knows them as ended from the start."""
+        workers = range(self.options.parallelism)
+        reading: set[int] = set()
+        stack, seen = [producer], set()
+        while stack:
+            node = stack.pop()
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            if node.kind == "source":
+                reader = self.readers[node.id]
+                reading.update(w for w in workers if reader.reads_on(w, len(workers)))
+            for inp in node.inputs:
+                if inp.edge is Edge.HASH:
+                    return set(workers)
+                stack.append(inp.node)
+        return reading
 
     # -- running -----------------------------------------------------------------
 
@@ -363,9 +398,9 @@ class Job:
             self._build(supervisor.spawn)
             for task in self.plan.tasks:
                 if not task.is_source:
-                    channels, inputs = self._gate_channels(task, supervisor.spawn)
+                    channels, inputs, quiet = self._gate_channels(task, supervisor.spawn)
                     self.gates[id(task)] = InputGate(channels, rng, self.mailboxes[id(task)],
-                                                     inputs)
+                                                     inputs, quiet)
             if self.coordinator is not None:
                 self._restore(snapshot)
                 self._join_checkpoints()

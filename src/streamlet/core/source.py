@@ -41,9 +41,14 @@ class SourceReader:
     def assign(self, subtask: int, parallelism: int) -> bool:
         """Take the splits that subtask ``subtask`` of ``parallelism`` reads (one
         per worker process), before the first ``next_batch``; False when it
-        reads none, and its task ends at once. A source that is not split (a
-        list, an async iterable) is read by subtask 0 alone, as Flink reads a
-        collection."""
+        reads none, and its task ends at once."""
+        return self.reads_on(subtask, parallelism)
+
+    def reads_on(self, subtask: int, parallelism: int) -> bool:
+        """Whether subtask ``subtask`` of ``parallelism`` reads anything of this
+        source (asked of every subtask, without changing this reader). A
+        source that is not split (a list, an async iterable) is read by
+        subtask 0 alone, as Flink reads a collection."""
         return subtask == 0
 
     def merge_positions(self, positions: list[Any]) -> Any:
