@@ -100,7 +100,7 @@ def test_every_control_message_round_trips() -> None:
     messages: list[control.Message] = [
         control.Hello(1, 4242, "abc"), control.Failure(2, "RuntimeError", "boom", "tb"),
         control.Deploy(0, 3, "m:p", 0, 43), control.Deployed(0), control.Start(),
-        control.Heartbeat(2), control.TriggerCheckpoint(7),
+        control.Heartbeat(2, 1000), control.TriggerCheckpoint(7),
         control.CheckpointComplete(7), control.Finished(1), control.StopJob(),
         control.Finish(), control.Cancel()]
     for message in messages:
@@ -114,9 +114,12 @@ def test_every_control_message_round_trips() -> None:
     (control.CONTROL, b"\xff", "not JSON"),
     (control.CONTROL, b"[1]", "JSON object with a string 'type'"),
     (control.CONTROL, b'{"type":"launch"}', "unknown control message type 'launch'"),
-    (control.CONTROL, b'{"type":"heartbeat"}', r"has fields \[\], expected \['worker'\]"),
-    (control.CONTROL, b'{"type":"heartbeat","worker":"1"}', "'worker' must be int, got str"),
-    (control.CONTROL, b'{"type":"heartbeat","worker":true}', "'worker' must be int, got bool"),
+    (control.CONTROL, b'{"type":"heartbeat"}',
+     r"has fields \[\], expected \['records', 'worker'\]"),
+    (control.CONTROL, b'{"type":"heartbeat","worker":"1","records":0}',
+     "'worker' must be int, got str"),
+    (control.CONTROL, b'{"type":"heartbeat","worker":true,"records":0}',
+     "'worker' must be int, got bool"),
 ])
 def test_a_broken_control_frame_is_refused(kind: int, payload: bytes, error: str) -> None:
     with pytest.raises(control.ControlError, match=error):

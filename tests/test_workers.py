@@ -201,11 +201,19 @@ async def test_stop_takes_a_final_checkpoint_on_every_worker(tmp_path: Path) -> 
         assert not running.done(), running.exception()
         await asyncio.sleep(0.01)
     assert pipeline.status()["state"] == "running"
+    while min(w["heartbeats"] for w in pipeline.status()["workers"]) < 1:
+        assert not running.done(), running.exception()
+        await asyncio.sleep(0.01)  # until both have reported once
+    workers = pipeline.status()["workers"]
+    assert [w["worker"] for w in workers] == [0, 1]
+    assert all(w["records"] > 0 for w in workers)  # both took records from the shuffle
     pipeline.stop()
     result = await asyncio.wait_for(running, 60)
     assert [c.kind for c in result.checkpoints] == ["checkpoint"]  # the final one
-    read = sum(c["n"] for c in counts if c["n"] == max(
-        d["n"] for d in counts if d["user"] == c["user"]))
+    last: dict[int, int] = {}
+    for c in counts:  # a running count per key: its last value is its total
+        last[c["user"]] = max(last.get(c["user"], 0), c["n"])
+    read = sum(last.values())
     assert read >= 3000 and read % 100 == 0  # whole batches, from worker 0's source
 
     marker.unlink()

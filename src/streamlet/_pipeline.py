@@ -317,7 +317,9 @@ class Pipeline:
         opening its tasks), ``"running"``, ``"stopping"`` or ``"restarting"``
         (a failed attempt waiting out its restart delay); ``ready`` is true
         while it runs; ``live`` in all but ``"not running"``; plus the
-        checkpoint it resumed from and the last one it completed."""
+        checkpoint it resumed from and the last one it completed; with
+        ``workers=N``, each worker's pid, heartbeats and the records that
+        entered its channels so far (as of its last heartbeat)."""
         job = self._jobs[-1] if self._jobs else None
         if job is None:
             state = "restarting" if self._restarting else "not running"
@@ -329,6 +331,7 @@ class Pipeline:
             state = "running"
         completed = [] if job is None or job.coordinator is None else job.coordinator.completed
         last = completed[-1] if completed else None
+        workers = job.worker_status() if job is not None and not isinstance(job, Job) else []
         return {
             "job": self.name, "state": state, "ready": state == "running",
             "live": state in ("starting", "running", "stopping", "restarting"),
@@ -337,6 +340,7 @@ class Pipeline:
             "last_checkpoint": None if last is None else {
                 "id": last.checkpoint_id, "kind": last.kind, "started_at_ms": last.started_at,
                 "duration_ms": last.duration_ms, "bytes": last.size},
+            **({"workers": workers} if workers else {}),
         }
 
     def stop(self) -> None:

@@ -11,7 +11,7 @@ byte is decoded): worker -> coordinator and coordinator -> worker.
     Hello(worker, pid, fingerprint)       Deploy(worker, workers, target, key groups)
     Failure(worker, error_type, ...)      Start()
     Deployed(worker)                      TriggerCheckpoint(checkpoint_id)
-    Heartbeat(worker)                     CheckpointComplete(checkpoint_id)
+    Heartbeat(worker, records)            CheckpointComplete(checkpoint_id)
     Finished(worker)                      StopJob(), Finish(), Cancel()
 
 What carries state (a checkpoint's part, what to restore, a worker's
@@ -98,8 +98,12 @@ class Start:
 
 @dataclass(frozen=True)
 class Heartbeat:
+    """Alive, with the worker's one metric: the records that entered its
+    channels so far (its shuffles' and its other tasks' inputs)."""
+
     TYPE: ClassVar[str] = "heartbeat"
     worker: int
+    records: int
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,15 @@ class ClusterJob:
             return None
         return endpoint
 
+    def worker_status(self) -> list[dict[str, Any]]:
+        """Each worker's pid, heartbeats and records so far (``Pipeline.status``)."""
+        pool = self._pool
+        if pool is None:
+            return []
+        stats = pool.statistics()
+        return [{"worker": i, "pid": pid, "heartbeats": stats.heartbeats[i],
+                 "records": stats.records[i]} for i, pid in enumerate(pool.pids)]
+
     def stop(self) -> None:
         """As ``Job.stop``: every worker stops reading; the final checkpoint follows."""
         if self.options.checkpointing is None:

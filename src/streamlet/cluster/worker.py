@@ -266,9 +266,9 @@ async def _work(args: WorkerArgs, secret: bytes) -> int:
         await send(Hello(args.index, os.getpid(), fingerprint))
         async with asyncio.timeout(args.start_timeout):
             from_coordinator = await incoming.expect("coordinator")
-        heartbeats = asyncio.get_running_loop().create_task(
-            _beat(send, args.index, args.heartbeat_interval))
         worker = _Worker(args, pipeline, directory, secret, incoming, send, send_object, me)
+        heartbeats = asyncio.get_running_loop().create_task(
+            _beat(send, args.index, args.heartbeat_interval, worker))
         try:
             code = await worker.obey(from_coordinator)
         except Exception as exc:
@@ -416,6 +416,13 @@ class _Worker:
         await self.send_object(("result", self.args.index, result, collected))
         return 0
 
+    def records(self) -> int:
+        """The records that entered this worker's channels so far."""
+        job = self.job
+        if job is None:
+            return 0
+        return sum(channel.statistics().records_sent for channel in job.all_channels())
+
     async def close(self) -> None:
         running = self.running
         if running is not None and not running.done():
@@ -425,10 +432,10 @@ class _Worker:
         await self.exchange.close()
 
 
-async def _beat(send: _Send, index: int, interval: float) -> None:
+async def _beat(send: _Send, index: int, interval: float, worker: _Worker) -> None:
     while True:
         await asyncio.sleep(interval)
-        await send(Heartbeat(index))
+        await send(Heartbeat(index, worker.records()))
 
 
 def _type_name(exc: BaseException) -> str:

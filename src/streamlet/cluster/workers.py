@@ -190,6 +190,7 @@ class _Worker:
         self.hello: Hello | None = None
         self.deployed = False
         self.heartbeats = 0
+        self.records = 0  # the worker's metric, from its last heartbeat
         self.lost = False  # killed, not asked to stop
         self.closed = False  # process.close() was called: exitcode below is final
         self.exitcode: int | None = None
@@ -200,6 +201,7 @@ class _Worker:
 class PoolStatistics:
     workers: int
     heartbeats: tuple[int, ...]  # received from each worker
+    records: tuple[int, ...]  # into each worker's channels, as of its last heartbeat
     refused_connections: int  # to the control socket: wrong secret, unknown name, ...
 
 
@@ -400,6 +402,7 @@ class WorkerPool:
     async def _handle(self, worker: _Worker, message: Message) -> None:
         if isinstance(message, Heartbeat):
             worker.heartbeats += 1
+            worker.records = message.records
         elif isinstance(message, Deployed):
             worker.deployed = True
         elif isinstance(message, Finished):
@@ -501,7 +504,7 @@ class WorkerPool:
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(self.size, tuple(w.heartbeats for w in self._workers),
-                              self._refused)
+                              tuple(w.records for w in self._workers), self._refused)
 
     async def start_job(self) -> None:
         """Tell every worker to start running its part of the job."""

@@ -261,6 +261,10 @@ class Job:
             inputs += [index] * len(by_worker)
         return channels, inputs, quiet
 
+    def all_channels(self) -> list[Channel]:
+        """Every channel this job's tasks read, the shuffles' incoming ones too."""
+        return [*self.channels.values(), *self._remote_channels]
+
     def _reading_workers(self, producer: Node) -> set[int]:
         """The workers whose ``producer`` can emit anything: those that read a
         source behind it (not across a shuffle; behind a shuffle, all do).
@@ -435,8 +439,7 @@ class Job:
             raise StreamletError(
                 f"{len(close_errors)} operator(s) failed to close: {close_errors[0]!r}"
             ) from close_errors[0]
-        return JobResult({c.name: c.statistics()
-                          for c in [*self.channels.values(), *self._remote_channels]},
+        return JobResult({c.name: c.statistics() for c in self.all_channels()},
                          {op.name: op.statistics() for op in self.operators.values()
                           if op.statistics()},
                          [] if self.coordinator is None else list(self.coordinator.completed),
