@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -299,3 +302,64 @@ def test_a_mistake_in_the_pipeline_found_by_a_worker_is_not_restarted(
         pipeline.run()
     assert caught.value.config_error
     assert not [r for r in caplog.records if "restart" in r.getMessage()]
+
+
+UNBOUNDED_JOB = '''
+import itertools
+import streamlet as sl
+
+def numbers():
+    yield from itertools.count()
+
+pipeline = sl.Pipeline("unbounded", workers=2)
+pipeline.from_partitions([numbers(), numbers()]).key_by(lambda n: n % 7).collect()
+if __name__ == "__main__":
+    pipeline.run()
+'''
+
+
+def test_workers_of_a_killed_coordinator_exit_and_remove_its_sockets(tmp_path: Path) -> None:
+    """A coordinator killed with SIGKILL cannot clean up: its workers see their
+    channel close, stop, and remove the socket directory themselves."""
+    (tmp_path / "job.py").write_text(UNBOUNDED_JOB)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    child = subprocess.Popen([sys.executable, "-m", "streamlet.cli", "run", "job.py:pipeline"],
+                             cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)},
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        pids: list[int] = []
+        for line in child.stderr:  # waits on the coordinator's log line, not a time
+            if "runs on 2 workers (pids " in line:
+                pids = [int(p) for p in line.split("(pids ")[1].split(")")[0].split(", ")]
+                break
+        assert len(pids) == 2 and list(temp.iterdir())  # the sockets' directory
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        for pid in pids:  # both workers exit by themselves
+            while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+                time.sleep(0.01)  # polls a condition
+        assert list(temp.iterdir()) == []
+    finally:
+        child.kill()
+        child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
+
+
+def test_a_script_that_runs_its_pipeline_unguarded_is_told_to_guard_it(tmp_path: Path) -> None:
+    (tmp_path / "unguarded.py").write_text(UNBOUNDED_JOB.replace(
+        'if __name__ == "__main__":\n    pipeline.run()', "pipeline.run()"))
+    done = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "was run while a worker process imported the script" in done.stderr
+    assert "if __name__ == '__main__'" in done.stderr

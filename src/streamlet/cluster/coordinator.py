@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -148,6 +149,12 @@ class ClusterJob:
     # -- running -----------------------------------------------------------------------
 
     async def run(self) -> JobResult:
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            raise StreamletConfigError(
+                f"pipeline {self.pipeline.name!r} (workers={self.workers}) was run while a "
+                "worker process imported the script that runs it: worker processes import "
+                "the main script again (the spawn start method), so run the pipeline under "
+                "if __name__ == '__main__':")
         clock = type(self.options.clock).__name__
         if not isinstance(self.options.clock, SystemClock):
             raise StreamletConfigError(

@@ -28,6 +28,7 @@ import cProfile
 import gc
 import os
 import pickle
+import shutil
 import signal
 import sys
 import traceback
@@ -280,6 +281,8 @@ async def _work(args: WorkerArgs, secret: bytes) -> int:
                 await heartbeats
             await worker.close()
             await from_coordinator.close()
+            if worker.coordinator_lost:  # it cannot remove the sockets' directory now
+                shutil.rmtree(directory, ignore_errors=True)
         async with lock:  # end the stream, so the coordinator knows it was meant
             with contextlib.suppress(ChannelError):
                 await to_coordinator.end()
@@ -304,6 +307,7 @@ class _Worker:
         self.send_object = send_object
         self.job: Job | None = None
         self.running: asyncio.Task[JobResult] | None = None
+        self.coordinator_lost = False
         self.profile_to = os.environ.get(PROFILE_ENV)
         self.profiler: cProfile.Profile | None = None
 
@@ -371,6 +375,7 @@ class _Worker:
             return receiving.result()
         except ChannelError as exc:
             sys.stderr.write(f"{self.me}: lost the coordinator, stopping: {exc}\n")
+            self.coordinator_lost = True
             return None
 
     def _start(self) -> None:

@@ -315,7 +315,9 @@ class WorkerPool:
         if not worker.exited.done():
             worker.exited.set_result(code)
         if not self._cancelling:
-            when = "before saying hello" if worker.hello is None else "while the job ran"
+            when = ("before saying hello (its output above says why; a script that runs "
+                    "its pipeline when imported needs if __name__ == '__main__':)"
+                    if worker.hello is None else "while the job ran")
             self._lost(worker, WorkerLostError(worker.index, worker.pid,
                                                f"{describe_exit(code)} {when}"))
         self._notify()
