@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from streamlet._locate import PipelineNotFoundError, locate
 from streamlet.core.channels import ChannelStatistics
 from streamlet.core.checkpoints import CheckpointCoordinator, Participant, _Pending
-from streamlet.core.endpoint import ControlEndpoint, socket_path
+from streamlet.core.endpoint import ControlEndpoint, serve_savepoints
 from streamlet.core.runtime import Job, JobResult, RuntimeOptions, _Supervisor
 from streamlet.errors import CheckpointError, StreamletConfigError, StreamletError
 from streamlet.state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_storage
@@ -173,7 +173,8 @@ class ClusterJob:
                      self.workers, ", ".join(str(w.pid) for w in pool.workers))
             if self.coordinator is not None:
                 self.coordinator.start()
-                endpoint = await self._open_endpoint()
+                endpoint = await serve_savepoints(self.options.job_name,
+                                                  self.options.checkpointing, self.coordinator)
             self.running.set()
             await self._guard(self._all_finished)
             if self.coordinator is not None:
@@ -266,26 +267,6 @@ class ClusterJob:
         coordinator.pause()
         await self._guard(coordinator.settled())
         await self._guard(coordinator.trigger())
-
-    async def _open_endpoint(self) -> ControlEndpoint | None:
-        config = self.options.checkpointing
-        assert config is not None and self.coordinator is not None
-        coordinator = self.coordinator
-
-        async def handle(command: str) -> dict[str, Any]:
-            if command != "savepoint":
-                return {"ok": False, "error": f"unknown command {command!r}"}
-            return {"ok": True, "checkpoint_id": await coordinator.savepoint()}
-
-        name = self.options.job_name
-        endpoint = ControlEndpoint(socket_path(name, config.storage_url(name)), handle)
-        try:
-            await endpoint.start()
-        except (OSError, NotImplementedError) as exc:
-            log.warning("job %r has no control endpoint (%s): 'streamlet savepoint' cannot "
-                        "reach it", name, exc)
-            return None
-        return endpoint
 
     def worker_status(self) -> list[dict[str, Any]]:
         """Each worker's pid, heartbeats and records so far (``Pipeline.status``)."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from typing import Any
 from streamlet.errors import StreamletError
 
 Handler = Callable[[str], Awaitable[dict[str, Any]]]
+
+log = logging.getLogger("streamlet.checkpoints")
 
 
 def socket_path(job: str, storage_url: str) -> Path:
@@ -96,3 +99,22 @@ async def request(path: Path, command: str) -> dict[str, Any]:
         raise StreamletError(f"the job at {path} closed the connection without an answer")
     reply: dict[str, Any] = json.loads(line)
     return reply
+
+
+async def serve_savepoints(job: str, config: Any, coordinator: Any) -> ControlEndpoint | None:
+    """Listen for ``streamlet savepoint`` on behalf of a running job (its
+    ``Checkpointing`` and checkpoint coordinator); a job that cannot (no Unix
+    sockets, a path too long) runs without, and says so."""
+    async def handle(command: str) -> dict[str, Any]:
+        if command != "savepoint":
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        return {"ok": True, "checkpoint_id": await coordinator.savepoint()}
+
+    endpoint = ControlEndpoint(socket_path(job, config.storage_url(job)), handle)
+    try:
+        await endpoint.start()
+    except (OSError, NotImplementedError) as exc:
+        log.warning("job %r has no control endpoint (%s): 'streamlet savepoint' cannot "
+                    "reach it", job, exc)
+        return None
+    return endpoint

@@ -36,7 +36,7 @@ from .batch import Batch
 from .channels import Channel, ChannelOutput, ChannelStatistics, InputGate
 from .checkpoints import CheckpointCoordinator, Checkpointing, CheckpointStats, Participant
 from .control import MAX_WATERMARK, Barrier, Watermark, WatermarkStatus
-from .endpoint import ControlEndpoint, socket_path
+from .endpoint import ControlEndpoint, serve_savepoints
 from .graph import Edge, Node
 from .mailbox import MAIL, Mailbox
 from .operator import Chained, Operator, OperatorContext, Output, fan_out
@@ -418,7 +418,8 @@ class Job:
             if self.coordinator is not None:
                 self.coordinator.start()
                 if distribution is None:
-                    endpoint = await self._open_endpoint()
+                    endpoint = await serve_savepoints(
+                        self.options.job_name, self.options.checkpointing, self.coordinator)
             self.running.set()
             await supervisor.wait(main)
             if distribution is not None:
@@ -476,28 +477,6 @@ class Job:
         self.coordinator = CheckpointCoordinator(
             opts.job_name, config, storage, opts.clock, opts.max_parallelism, first_id, spawn)
         return storage, snapshot
-
-    async def _open_endpoint(self) -> ControlEndpoint | None:
-        """Listen for ``streamlet savepoint``; a job that cannot (no Unix sockets,
-        a path too long) runs without, and says so."""
-        config = self.options.checkpointing
-        assert config is not None and self.coordinator is not None
-        coordinator = self.coordinator
-
-        async def handle(command: str) -> dict[str, Any]:
-            if command != "savepoint":
-                return {"ok": False, "error": f"unknown command {command!r}"}
-            return {"ok": True, "checkpoint_id": await coordinator.savepoint()}
-
-        name = self.options.job_name
-        endpoint = ControlEndpoint(socket_path(name, config.storage_url(name)), handle)
-        try:
-            await endpoint.start()
-        except (OSError, NotImplementedError) as exc:
-            log.warning("job %r has no control endpoint (%s): 'streamlet savepoint' cannot "
-                        "reach it", name, exc)
-            return None
-        return endpoint
 
     def _restorable(self, storage: CheckpointStorage) -> Snapshot | None:
         """The checkpoint to start from, its incremental parts merged with the
