@@ -363,3 +363,84 @@ def test_a_script_that_runs_its_pipeline_unguarded_is_told_to_guard_it(tmp_path:
     assert done.returncode == 1
     assert "was run while a worker process imported the script" in done.stderr
     assert "if __name__ == '__main__'" in done.stderr
+
+
+SIDECAR_JOB = '''
+import itertools
+import streamlet as sl
+
+def numbers(start):
+    yield from itertools.count(start, 2)
+
+pipeline = sl.Pipeline("sidecar", checkpointing=sl.Checkpointing(
+    interval=200, storage="sqlite:///cp.db"))
+(pipeline.from_partitions([numbers(0), numbers(1)])
+ .map(lambda n: (n % 5, 1))
+ .key_by(lambda pair: pair[0])
+ .reduce(lambda a, b: (a[0], a[1] + b[1]))
+ .map(list)
+ .to_files("out"))
+'''
+
+
+def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_more_workers(
+        tmp_path: Path) -> None:
+    """The operator's view: streamlet run --workers 2, streamlet savepoint, SIGTERM
+    (exit 0 after a final checkpoint), then streamlet run --workers 3, resuming
+    from that final checkpoint. Each key's committed rows are its running count,
+    1, 2, 3, ... with no gap and no repeat: every record counted exactly once,
+    its state carried across the stop and onto three workers."""
+    (tmp_path / "job.py").write_text(SIDECAR_JOB)
+
+    def run(workers: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "streamlet.cli", "run", "--workers",
+                                 str(workers), "job.py:pipeline"], cwd=tmp_path,
+                                stderr=subprocess.PIPE, text=True)
+
+    def until(child: subprocess.Popen[str], text: str) -> None:
+        assert child.stderr is not None
+        for line in child.stderr:  # the job's log lines: no sleeping
+            if text in line:
+                return
+        raise AssertionError(f"the job ended before logging {text!r}")
+
+    first = run(2)
+    try:
+        until(first, "runs on 2 workers")
+        until(first, "complete")
+        saved = subprocess.run([sys.executable, "-m", "streamlet.cli", "savepoint",
+                                "job.py:pipeline"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert saved.returncode == 0, saved.stderr
+        savepoint = int(saved.stdout)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+    finally:
+        first.kill()
+        first.wait()
+        if first.stderr is not None:
+            first.stderr.close()
+    rows = committed(tmp_path / "out")
+    assert rows and {name[:7] for name in os.listdir(tmp_path / "out")
+                     if name.startswith("part-")} == {"part-0-", "part-1-"}
+
+    second = run(3)
+    try:
+        until(second, "restores checkpoint")  # the final one of the first run
+        until(second, "runs on 3 workers")
+        until(second, "complete")  # a checkpoint of this run: its output is committed
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+    finally:
+        second.kill()
+        second.wait()
+        if second.stderr is not None:
+            second.stderr.close()
+    more = committed(tmp_path / "out")
+    assert len(more) > len(rows) and savepoint >= 1
+    per_key: dict[int, list[int]] = {}
+    for key, count in more:
+        per_key.setdefault(key, []).append(count)
+    assert sorted(per_key) == [0, 1, 2, 3, 4]
+    for counts in per_key.values():
+        assert sorted(counts) == list(range(1, len(counts) + 1))
