@@ -1,11 +1,12 @@
 """Worker processes of one job, started and watched by the coordinator.
 
 :meth:`WorkerPool.launch` starts N processes with the *spawn* start method.
-Each one rebuilds the pipeline from its ``module:attribute`` target (the
-graph holds the user's functions, which do not pickle; the module that
-defines them can be imported again), connects back, and says hello with the
-pipeline's fingerprint; the coordinator refuses a worker whose pipeline is not
-the one it runs, then deploys each worker (its index and key groups).
+Each one (``streamlet.cluster.worker``) rebuilds the pipeline from its
+``module:attribute`` target, or unpickles it where the coordinator sent it by
+value, connects back, and says hello with the pipeline's fingerprint; the
+coordinator refuses a worker whose pipeline is not the one it runs, then
+deploys each worker (its index and key groups). What the workers report
+beyond that (finished, checkpoint parts, results) goes to ``on_message``.
 
 The job's secret (32 random bytes, made per pool) goes to each child inside
 the pickled ``Process`` arguments, through the pipe multiprocessing opens to
@@ -16,9 +17,11 @@ Control channels (``streamlet.cluster.control`` messages over
 ``streamlet.cluster.frames``)::
 
     coordinator                                  worker i
-    control.sock  <------------------------------  hello, heartbeats, acks, failure
-                  ------------------------------>  worker-i.sock: deploy, start,
-                                                   checkpoint triggers, cancel
+    control.sock  <------------------------------  hello, heartbeats, finished,
+                                                   checkpoint parts, results, failure
+                  ------------------------------>  worker-i.sock: deploy, restore,
+                                                   start, checkpoint triggers and
+                                                   completions, stop, finish, cancel
 
 **Supervision.** A worker sends a heartbeat every ``heartbeat_interval``; one
 that sends nothing for ``heartbeat_timeout`` (hung, or stopped), whose process
