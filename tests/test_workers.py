@@ -397,9 +397,12 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
                                  str(workers), "job.py:pipeline"], cwd=tmp_path,
                                 stderr=subprocess.PIPE, text=True)
 
+    seen: list[str] = []
+
     def until(child: subprocess.Popen[str], text: str) -> None:
         assert child.stderr is not None
         for line in child.stderr:  # the job's log lines: no sleeping
+            seen.append(line)
             if text in line:
                 return
         raise AssertionError(f"the job ended before logging {text!r}")
@@ -429,6 +432,10 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
         until(second, "restores checkpoint")  # the final one of the first run
         until(second, "runs on 3 workers")
         until(second, "complete")  # a checkpoint of this run: its output is committed
+        # the workers log as the coordinator does (--log-level), each line marked
+        assert {i for i in range(3) for line in seen
+                if f"INFO worker {i} streamlet.checkpoints: job 'sidecar' restored" in line} \
+            == {0, 1, 2}
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
     finally:

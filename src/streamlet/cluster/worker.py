@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import logging
 import os
 import pickle
 import shutil
@@ -101,6 +102,31 @@ class WorkerArgs:
     directory: str
     heartbeat_interval: float
     start_timeout: float
+    # the coordinator's logging (logger name -> level, "" the root), when it set
+    # logging up: the worker logs the same way, its lines marked with its index
+    log_levels: dict[str, int] | None = None
+
+
+def logging_to_share() -> dict[str, int] | None:
+    """The levels a worker takes over, if this process configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    levels = {"": root.level}
+    levels.update({name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+                   if isinstance(logger, logging.Logger) and logger.level})
+    return levels
+
+
+def _log_like_the_coordinator(index: int, levels: dict[str, int] | None) -> None:
+    if levels is None:
+        return
+    logging.basicConfig(level=levels.get("", logging.WARNING), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s worker {index} %(name)s: "
+                               "%(message)s")
+    for name, level in levels.items():
+        if name:
+            logging.getLogger(name).setLevel(level)
 
 
 def describe_target(target: str | bytes) -> str:
@@ -123,6 +149,7 @@ def worker_main(args: WorkerArgs, secret: bytes) -> None:
     """A worker process: rebuild the pipeline, say hello, obey the coordinator."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.set_threshold(*_JOB_GC_THRESHOLDS)
+    _log_like_the_coordinator(args.index, args.log_levels)
     try:
         import uvloop  # noqa: PLC0415  # optional: only where the platform has it
     except ImportError:

@@ -85,6 +85,7 @@ from .worker import (
     MAX_STATE_FRAME,
     WorkerArgs,
     describe_target,
+    logging_to_share,
     worker_main,
     worker_socket,
 )
@@ -270,7 +271,8 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         for index in range(self.size):
             args = WorkerArgs(index, self.size, self.target, str(self._directory),
-                              self.settings.heartbeat_interval, self.settings.start_timeout)
+                              self.settings.heartbeat_interval, self.settings.start_timeout,
+                              logging_to_share())
             process = context.Process(target=worker_main, args=(args, self._secret),
                                       name=f"streamlet worker {index}", daemon=True)
             process.start()
