@@ -30,7 +30,7 @@ from streamlet.core.checkpoints import CheckpointCoordinator, Participant, _Pend
 from streamlet.core.endpoint import ControlEndpoint, serve_savepoints
 from streamlet.core.runtime import Job, JobResult, RuntimeOptions, _Supervisor
 from streamlet.errors import CheckpointError, StreamletConfigError, StreamletError
-from streamlet.state.checkpoint_storage import CheckpointInfo, CheckpointStorage, open_storage
+from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
 from streamlet.state.snapshots import OperatorState, Snapshot, merge_subtasks
 from streamlet.time.clock import SystemClock
 
@@ -55,7 +55,8 @@ class ClusterCheckpoints(CheckpointCoordinator):
         super().__init__(*args)
         self.workers = workers
 
-    def _store(self, pending: _Pending) -> tuple[Snapshot, CheckpointInfo]:
+    def _snapshot(self, pending: _Pending) -> Snapshot:
+        """One snapshot from every worker's part (each cut by the worker)."""
         parts: list[_States] = [pending.states[f"worker {i}"]  # type: ignore[misc]
                                 for i in range(self.workers)]
         bases: dict[str, int] = {}
@@ -68,11 +69,8 @@ class ClusterCheckpoints(CheckpointCoordinator):
                         f"{base})")
         operators = merge_subtasks([{name: state for name, (state, _) in part.items()}
                                     for part in parts])
-        snapshot = Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started,
-                            self.max_parallelism, operators, bases)
-        info = self.storage.write(snapshot)
-        self.storage.prune(self.job, self.config.retain)
-        return snapshot, info
+        return Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started,
+                        self.max_parallelism, operators, bases)
 
 
 def transport(pipeline: Pipeline) -> str | bytes:

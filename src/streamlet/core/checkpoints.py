@@ -247,17 +247,26 @@ class CheckpointCoordinator:
             self._timeout = None
         self.spawn(self._write(pending), f"checkpoint {pending.checkpoint_id}")
 
-    def _store(self, pending: _Pending) -> tuple[Snapshot, CheckpointInfo]:
-        """In the writer thread: cut keyed state per key group, write, prune."""
+    def _cut(self, pending: _Pending) -> dict[str, tuple[OperatorState, int | None]]:
+        """Each operator's state cut per key group, with the checkpoint its
+        incremental part builds on (None: a whole copy). Off the event loop."""
         maxp = self.max_parallelism
         caches = self._key_groups
         if sum(map(len, caches.values())) > _KEY_GROUP_CACHE:
             caches.clear()
-        snapshot = Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started, maxp,
-                            {name: finished(state, maxp, caches.setdefault(name, {}))
-                             for name, state in pending.states.items()},
-                            {name: state.base for name, state in pending.states.items()
-                             if isinstance(state, KeyedRows) and state.base is not None})
+        return {name: (finished(state, maxp, caches.setdefault(name, {})),
+                       state.base if isinstance(state, KeyedRows) else None)
+                for name, state in pending.states.items()}
+
+    def _snapshot(self, pending: _Pending) -> Snapshot:
+        cut = self._cut(pending)
+        return Snapshot(pending.checkpoint_id, self.job, pending.kind, pending.started,
+                        self.max_parallelism, {name: state for name, (state, _) in cut.items()},
+                        {name: base for name, (_, base) in cut.items() if base is not None})
+
+    def _store(self, pending: _Pending) -> tuple[Snapshot, CheckpointInfo]:
+        """In the writer thread: make the snapshot, write it, prune."""
+        snapshot = self._snapshot(pending)
         info = self.storage.write(snapshot)
         self.storage.prune(self.job, self.config.retain)
         return snapshot, info
@@ -334,17 +343,8 @@ class WorkerCheckpoints(CheckpointCoordinator):
             self._timeout = None
         self.spawn(self._send(pending), f"checkpoint {pending.checkpoint_id}")
 
-    def _finish_states(self, pending: _Pending) -> dict[str, tuple[OperatorState, int | None]]:
-        maxp = self.max_parallelism
-        caches = self._key_groups
-        if sum(map(len, caches.values())) > _KEY_GROUP_CACHE:
-            caches.clear()
-        return {name: (finished(state, maxp, caches.setdefault(name, {})),
-                       state.base if isinstance(state, KeyedRows) else None)
-                for name, state in pending.states.items()}
-
     async def _send(self, pending: _Pending) -> None:
-        states = await asyncio.to_thread(self._finish_states, pending)
+        states = await asyncio.to_thread(self._cut, pending)
         await self._forward(pending.checkpoint_id, states)
 
     async def confirm(self, checkpoint_id: int) -> None:
