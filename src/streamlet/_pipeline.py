@@ -18,7 +18,7 @@ from .core.graph import Graph
 from .core.health import HealthEndpoint
 from .core.plan import Plan, compile_graph
 from .core.restart import RestartStrategy, RestartTracker
-from .core.runtime import Job, JobResult, RuntimeOptions
+from .core.runtime import JOB_GC_THRESHOLDS, Job, JobResult, RuntimeOptions
 from .core.source import Source, SourceReader
 from .errors import StreamletConfigError, StreamletError
 from .state.backend import StateBackendFactory, memory_backend
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from .cluster.coordinator import ClusterJob
 
 log = logging.getLogger("streamlet")
-
-# gc thresholds while Pipeline.run() runs a job: young collections every 10,000
-# net allocations (about ten batches' worth), full ones considered 10x rarer
-_JOB_GC_THRESHOLDS = (10_000, 10, 100)
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -444,7 +440,7 @@ class Pipeline:
                                     file=health_file)
         thresholds = gc.get_threshold()
         gc.freeze()
-        gc.set_threshold(*_JOB_GC_THRESHOLDS)
+        gc.set_threshold(*JOB_GC_THRESHOLDS)
         try:
             try:
                 import uvloop  # noqa: PLC0415  # optional: only where the platform has it

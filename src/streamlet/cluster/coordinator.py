@@ -28,8 +28,14 @@ from streamlet._locate import PipelineNotFoundError, locate
 from streamlet.core.channels import ChannelStatistics
 from streamlet.core.checkpoints import CheckpointCoordinator, Participant, _Pending
 from streamlet.core.endpoint import ControlEndpoint, serve_savepoints
-from streamlet.core.runtime import Job, JobResult, RuntimeOptions, _Supervisor
-from streamlet.errors import CheckpointError, StreamletConfigError, StreamletError
+from streamlet.core.runtime import (
+    Job,
+    JobResult,
+    RuntimeOptions,
+    _Supervisor,
+    refuse_stop_without_checkpoints,
+)
+from streamlet.errors import CheckpointError, StreamletConfigError
 from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
 from streamlet.state.snapshots import OperatorState, Snapshot, merge_subtasks
 from streamlet.time.clock import SystemClock
@@ -277,10 +283,7 @@ class ClusterJob:
 
     def stop(self) -> None:
         """As ``Job.stop``: every worker stops reading; the final checkpoint follows."""
-        if self.options.checkpointing is None:
-            raise StreamletError(
-                "stop(): the job has no checkpointing, so it cannot keep its state for a "
-                "next run; cancel it instead")
+        refuse_stop_without_checkpoints(self.options)
         self.stopping = True
         pool, supervisor = self._pool, self._supervisor
         if self._started and pool is not None and supervisor is not None:

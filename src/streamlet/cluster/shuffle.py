@@ -86,15 +86,13 @@ class ShuffleOutput(Output):
         return parts
 
     async def push(self, batch: Batch) -> None:
-        if not batch.values:
-            return
         me = self.me
-        for worker, part in self._parts(batch):
-            if worker == me:
-                for piece in split(part, self.max_batch_size):
-                    await self.local.send(piece)
-            else:
-                await self.senders[worker].send(*codec.encode(part))
+        for piece in split(batch, self.max_batch_size):  # (a flat_map may multiply one)
+            for worker, part in self._parts(piece):
+                if worker == me:
+                    await self.local.send(part)
+                else:
+                    await self.senders[worker].send(*codec.encode(part))
 
     async def _everywhere(self, element: Any) -> None:
         await self.local.send(element)

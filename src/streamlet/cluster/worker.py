@@ -42,7 +42,7 @@ from streamlet.core.channels import Channel
 from streamlet.core.checkpoints import CheckpointCoordinator, Checkpointing, WorkerCheckpoints
 from streamlet.core.graph import Edge, Node
 from streamlet.core.operator import Output
-from streamlet.core.runtime import Distribution, Job, JobResult
+from streamlet.core.runtime import JOB_GC_THRESHOLDS, Distribution, Job, JobResult
 from streamlet.core.stateless import CollectOperator
 from streamlet.state.snapshots import OperatorState, Snapshot
 from streamlet.time.clock import Clock
@@ -78,7 +78,6 @@ if TYPE_CHECKING:
 
 CONTROL_SOCKET: Final = "control.sock"
 MAX_STATE_FRAME: Final = 1 << 30  # a checkpoint's part, or a restore, travels as one frame
-_JOB_GC_THRESHOLDS: Final = (10_000, 10, 100)  # as Pipeline.run() sets them
 # a directory: each worker profiles its job (Start to finished) with cProfile into
 # worker-<index>.prof there (benchmarks/workers.py, docs/performance.md)
 PROFILE_ENV: Final = "STREAMLET_WORKER_PROFILE"
@@ -148,7 +147,7 @@ _Send = Callable[[Message], Awaitable[None]]
 def worker_main(args: WorkerArgs, secret: bytes) -> None:
     """A worker process: rebuild the pipeline, say hello, obey the coordinator."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.set_threshold(*_JOB_GC_THRESHOLDS)
+    gc.set_threshold(*JOB_GC_THRESHOLDS)
     _log_like_the_coordinator(args.index, args.log_levels)
     try:
         import uvloop  # noqa: PLC0415  # optional: only where the platform has it

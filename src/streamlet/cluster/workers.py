@@ -291,8 +291,8 @@ class WorkerPool:
             raise self._lost(late, WorkerLostError(late.index, late.pid, what)) from None
         for worker in self._workers:
             start, stop = _range(key_group_range(worker.index, self.size, self.max_parallelism))
-            await self._send(worker, Deploy(worker.index, self.size, self.described, start,
-                                            stop))
+            await self._send(worker, control.encode(
+                Deploy(worker.index, self.size, self.described, start, stop)))
         try:
             await self._wait_for(lambda: all(w.deployed for w in self._workers),
                                  self.settings.start_timeout)
@@ -517,7 +517,7 @@ class WorkerPool:
         """Tell every worker to start running its part of the job."""
         self._check()
         for worker in self._workers:
-            await self._send(worker, Start())
+            await self._send(worker, control.encode(Start()))
 
     async def wait_heartbeats(self, count: int) -> None:
         """Until every worker sent at least ``count`` heartbeats."""
@@ -536,18 +536,17 @@ class WorkerPool:
 
     async def send(self, index: int, message: Message) -> None:
         self._check()
-        await self._send(self._workers[index], message)
+        await self._send(self._workers[index], control.encode(message))
 
     async def send_all(self, message: Message) -> None:
         self._check()
+        frame = control.encode(message)
         for worker in self._workers:
-            await self._send(worker, message)
+            await self._send(worker, frame)
 
     async def send_object(self, index: int, value: Any) -> None:
         self._check()
-        worker = self._workers[index]
-        assert worker.sender is not None
-        await worker.sender.send(*control.encode_object(value))
+        await self._send(self._workers[index], control.encode_object(value))
 
     def expect_exit(self) -> None:
         """The workers were told to finish: their exits are not losses."""
@@ -559,10 +558,10 @@ class WorkerPool:
         if self._cancelling or self._closed:
             raise StreamletError("the worker pool was cancelled")
 
-    async def _send(self, worker: _Worker, message: Message) -> None:
+    async def _send(self, worker: _Worker, frame: tuple[int, bytes]) -> None:
         assert worker.sender is not None
         try:
-            await worker.sender.send(*control.encode(message))
+            await worker.sender.send(*frame)
         except ChannelError as exc:
             await self._channel_gone(worker, str(exc))
             self._check()

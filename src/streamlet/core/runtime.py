@@ -81,6 +81,19 @@ class JobResult:
     restarts: int = 0  # how often it failed and started again (its restart strategy)
 
 
+JOB_GC_THRESHOLDS = (10_000, 10, 100)
+"""gc thresholds while a job runs (Pipeline.run, and every worker process):
+young collections every 10,000 net allocations (about ten batches' worth),
+full ones considered 10x rarer."""
+
+
+def refuse_stop_without_checkpoints(options: RuntimeOptions) -> None:
+    if options.checkpointing is None:
+        raise StreamletError(
+            "stop(): the job has no checkpointing, so it cannot keep its state for a "
+            "next run; cancel it instead")
+
+
 class Distribution:
     """How one worker process's part of a parallel job (``workers=N``) reaches
     the rest of it: the other workers' halves of each shuffle, and the
@@ -454,10 +467,7 @@ class Job:
         ends as a bounded one does, with its final checkpoint; started again,
         it resumes where its sources stopped. Needs checkpointing: without
         it, stopping would lose the state, so cancel the job instead."""
-        if self.options.checkpointing is None:
-            raise StreamletError(
-                "stop(): the job has no checkpointing, so it cannot keep its state for a "
-                "next run; cancel it instead")
+        refuse_stop_without_checkpoints(self.options)
         self.stopping = True
         for task in self.plan.tasks:
             if task.is_source:
