@@ -21,6 +21,7 @@ import argparse
 import logging
 import random
 import sys
+from collections.abc import Callable
 
 import streamlet as sl
 
@@ -51,14 +52,21 @@ def build(out_dir: str, storage: str, records: list[tuple[int, int]],
         return event[1]
 
     p = sl.Pipeline(JOB, checkpointing=sl.Checkpointing(interval=interval_ms, storage=storage))
-    (p.from_iterable(records, name="events")
+    count_windows(p.from_iterable(records, name="events"), timestamp, out_dir)
+    return p
+
+
+def count_windows(events: sl.Stream, timestamp: Callable[[tuple[int, int]], int],
+                  out_dir: str) -> None:
+    """Each user's events per tumbling window, counted into part files exactly
+    once (also the job of workers_crash_job.py)."""
+    (events
      .assign_timestamps(timestamp, sl.WatermarkStrategy.bounded_out_of_orderness(DISORDER_MS),
                         name="stamp")
      .key_by(lambda e: e[0], name="by_user")
      .window(sl.windows.Tumbling(WINDOW_MS)).aggregate(sl.agg.count(), name="counts")
      .map(lambda r: [r.key, r.window.start, r.value], name="rows")
      .to_files(out_dir, name="files"))
-    return p
 
 
 def main(argv: list[str]) -> int:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -304,6 +306,21 @@ def test_a_mistake_in_the_pipeline_found_by_a_worker_is_not_restarted(
     assert not [r for r in caplog.records if "restart" in r.getMessage()]
 
 
+@contextmanager
+def streamlet_run(cwd: Path, *args: str, env: dict[str, str] | None = None
+                  ) -> Iterator[subprocess.Popen[str]]:
+    """``streamlet run ARGS`` in ``cwd``, its log on a pipe; killed if still running."""
+    child = subprocess.Popen([sys.executable, "-m", "streamlet.cli", "run", *args], cwd=cwd,
+                             env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+
+
 UNBOUNDED_JOB = '''
 import itertools
 import streamlet as sl
@@ -324,10 +341,8 @@ def test_workers_of_a_killed_coordinator_exit_and_remove_its_sockets(tmp_path: P
     (tmp_path / "job.py").write_text(UNBOUNDED_JOB)
     temp = tmp_path / "tmp"
     temp.mkdir()
-    child = subprocess.Popen([sys.executable, "-m", "streamlet.cli", "run", "job.py:pipeline"],
-                             cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)},
-                             stderr=subprocess.PIPE, text=True)
-    try:
+    with streamlet_run(tmp_path, "job.py:pipeline",
+                       env={**os.environ, "TMPDIR": str(temp)}) as child:
         assert child.stderr is not None
         pids: list[int] = []
         for line in child.stderr:  # waits on the coordinator's log line, not a time
@@ -341,11 +356,6 @@ def test_workers_of_a_killed_coordinator_exit_and_remove_its_sockets(tmp_path: P
             while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
                 time.sleep(0.01)  # polls a condition
         assert list(temp.iterdir()) == []
-    finally:
-        child.kill()
-        child.wait()
-        if child.stderr is not None:
-            child.stderr.close()
 
 
 def _state(pid: int) -> str:
@@ -392,11 +402,6 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
     its state carried across the stop and onto three workers."""
     (tmp_path / "job.py").write_text(SIDECAR_JOB)
 
-    def run(workers: int) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "streamlet.cli", "run", "--workers",
-                                 str(workers), "job.py:pipeline"], cwd=tmp_path,
-                                stderr=subprocess.PIPE, text=True)
-
     seen: list[str] = []
 
     def until(child: subprocess.Popen[str], text: str) -> None:
@@ -407,8 +412,7 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
                 return
         raise AssertionError(f"the job ended before logging {text!r}")
 
-    first = run(2)
-    try:
+    with streamlet_run(tmp_path, "--workers", "2", "job.py:pipeline") as first:
         until(first, "runs on 2 workers")
         until(first, "complete")
         saved = subprocess.run([sys.executable, "-m", "streamlet.cli", "savepoint",
@@ -418,17 +422,11 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
         savepoint = int(saved.stdout)
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0
-    finally:
-        first.kill()
-        first.wait()
-        if first.stderr is not None:
-            first.stderr.close()
     rows = committed(tmp_path / "out")
     assert rows and {name[:7] for name in os.listdir(tmp_path / "out")
                      if name.startswith("part-")} == {"part-0-", "part-1-"}
 
-    second = run(3)
-    try:
+    with streamlet_run(tmp_path, "--workers", "3", "job.py:pipeline") as second:
         until(second, "restores checkpoint")  # the final one of the first run
         until(second, "runs on 3 workers")
         until(second, "complete")  # a checkpoint of this run: its output is committed
@@ -438,11 +436,6 @@ def test_a_parallel_sidecar_takes_a_savepoint_stops_on_sigterm_and_resumes_on_mo
             == {0, 1, 2}
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
-    finally:
-        second.kill()
-        second.wait()
-        if second.stderr is not None:
-            second.stderr.close()
     more = committed(tmp_path / "out")
     assert len(more) > len(rows) and savepoint >= 1
     per_key: dict[int, list[int]] = {}

@@ -24,14 +24,14 @@ import logging
 import random
 import sys
 
+from crash_job import DISORDER_MS, WINDOW_MS, count_windows
+
 import streamlet as sl
 
 JOB = "workers-crash"
 PARTITIONS = 4
-WINDOW_MS = 5_000
-DISORDER_MS = 500
-"""Timestamps in a partition run 2 ms apart plus up to this much jitter: out of
-order, within the bound of the partition's watermarks."""
+# Timestamps in a partition run 2 ms apart plus up to DISORDER_MS of jitter: out of
+# order, within the bound of the partition's watermarks.
 USERS = 300
 DONE = "INFO job done"
 
@@ -61,14 +61,7 @@ def build(out_dir: str, storage: str, partitions: list[list[tuple[int, int]]],
                     checkpointing=sl.Checkpointing(interval=interval_ms, storage=storage),
                     restart_strategy=sl.RestartStrategy.fixed_delay(attempts=attempts,
                                                                     delay=10))
-    (p.from_partitions(partitions, name="events")
-     .assign_timestamps(lambda e: e[1],
-                        sl.WatermarkStrategy.bounded_out_of_orderness(DISORDER_MS),
-                        name="stamp")
-     .key_by(lambda e: e[0], name="by_user")
-     .window(sl.windows.Tumbling(WINDOW_MS)).aggregate(sl.agg.count(), name="counts")
-     .map(lambda r: [r.key, r.window.start, r.value], name="rows")
-     .to_files(out_dir, name="files"))
+    count_windows(p.from_partitions(partitions, name="events"), lambda e: e[1], out_dir)
     return p
 
 
