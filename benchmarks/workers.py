@@ -2,7 +2,7 @@
 
     python -m benchmarks.workers [--events N] [--repeat R] [--partitions P]
                                  [--batch-size B] [--workers 1,2] [--ceiling]
-                                 [--only-shuffle] [--profile DIR]
+                                 [--only-shuffle] [--pure-python] [--profile DIR]
 
 The events are W2's (``generate_events`` then ``displace_events``, made once
 before any timing), dealt round robin into ``P`` partitions (event ``i`` to
@@ -41,8 +41,11 @@ the undealt events) is timed too, as context.
 Before all that, the shuffle's cost per record, in one process:
 ``ShuffleOutput``'s routing (cutting batches of W2's keyed, stamped events
 by owning worker), the codec's encode of the part for the other worker and
-its decode. ``--profile DIR`` instead runs one 2-worker job with each worker
-under cProfile (``STREAMLET_WORKER_PROFILE``) and prints the top entries.
+its decode, with the C speedups (``streamlet.native``) and in pure Python.
+The workers use the speedups where they were built; ``--pure-python`` runs
+them without (``STREAMLET_PURE_PYTHON=1``). ``--profile DIR`` instead runs
+one 2-worker job with each worker under cProfile (``STREAMLET_WORKER_PROFILE``)
+and prints the top entries.
 """
 
 from __future__ import annotations
@@ -74,11 +77,14 @@ from benchmarks.workloads import (
     window_rows,
 )
 from streamlet.cluster import codec
+from streamlet.cluster import shuffle as shuffle_module
 from streamlet.cluster.coordinator import ClusterJob
 from streamlet.cluster.shuffle import ShuffleOutput
 from streamlet.cluster.worker import PROFILE_ENV
 from streamlet.cluster.workers import WorkerPool
 from streamlet.core.batch import Batch
+from streamlet.native import speedups
+from streamlet.state import keys as keys_module
 from streamlet.state.keys import DEFAULT_MAX_PARALLELISM
 
 
@@ -286,23 +292,45 @@ def _best_ns(fn: Callable[[Any], Any], items: list[Any], records: int, repeat: i
 def shuffle_costs(events: list[Event], batch_size: int, repeat: int) -> None:
     """ns per record for routing (per record of the batch) and for encode and
     decode (per record that crosses), with ``workers=2`` seen from worker 0,
-    over up to 200,000 events (each owner already known, as in a long run)."""
+    over up to 200,000 events (each owner already known, as in a long run):
+    with the C speedups (``streamlet.native``) where they were built, and in
+    Python."""
     batches = _keyed_batches(events[:200_000], batch_size)
-    shuffle = ShuffleOutput(None, {}, 0, 2, DEFAULT_MAX_PARALLELISM,  # type: ignore[arg-type]
-                            batch_size)
-    others = [dict(shuffle._parts(batch))[1] for batch in batches]  # every owner known
-    frames = [codec.encode(other) for other in others]
     n = sum(len(b.values) for b in batches)
-    crossing = sum(len(o.values) for o in others)
-    route = _best_ns(shuffle._parts, batches, n, repeat)
-    enc = _best_ns(codec.encode, others, crossing, repeat)
-    dec = _best_ns(lambda frame: codec.decode(*frame), frames, crossing, repeat)
-    size = sum(len(payload) for _, payload in frames) / crossing
-    print(f"shuffle, workers=2, {len(batches)} batches of {batch_size} W2 events, one process "
-          f"({crossing / n:.0%} of the records to the other worker, {size:.1f} bytes each):")
-    print(f"  routing (owners + cut by worker): {route:.0f} ns per record of the batch")
-    print(f"  encode {enc:.0f} + decode {dec:.0f} = {enc + dec:.0f} ns per record that crosses")
-    print(f"  = {route + (enc + dec) * crossing / n:.0f} ns per input record")
+    print(f"shuffle, workers=2, {len(batches)} batches of {batch_size} W2 events, one process:")
+    for label, native in (("C speedups", speedups), ("pure Python", None)):
+        if label == "C speedups" and native is None:
+            print("  C speedups: not built here")
+            continue
+        with _speedups_as(native):
+            shuffle = ShuffleOutput(None, {}, 0, 2,  # type: ignore[arg-type]
+                                    DEFAULT_MAX_PARALLELISM, batch_size)
+            others = [dict(shuffle._parts(batch))[1] for batch in batches]
+            frames = [codec.encode(other) for other in others]
+            crossing = sum(len(o.values) for o in others)
+            route = _best_ns(shuffle._parts, batches, n, repeat)
+            enc = _best_ns(codec.encode, others, crossing, repeat)
+            dec = _best_ns(lambda frame: codec.decode(*frame), frames, crossing, repeat)
+        size = sum(len(payload) for _, payload in frames) / crossing
+        print(f"  {label}: routing (owners + cut by worker) {route:.0f} ns per record of the "
+              f"batch; encode {enc:.0f} + decode {dec:.0f} = {enc + dec:.0f} ns per record "
+              f"that crosses ({crossing / n:.0%} of them, {size:.1f} bytes each) "
+              f"= {route + (enc + dec) * crossing / n:.0f} ns per input record")
+
+
+@contextmanager
+def _speedups_as(native: Any) -> Iterator[None]:
+    """The shuffle, codec and key groups of this process with ``native`` (None:
+    their Python code), as ``STREAMLET_PURE_PYTHON=1`` makes them in a worker."""
+    modules = (shuffle_module, codec, keys_module)
+    saved = [module.speedups for module in modules]
+    for module in modules:
+        module.speedups = native
+    try:
+        yield
+    finally:
+        for module, before in zip(modules, saved, strict=True):
+            module.speedups = before
 
 
 def profile(events: list[Event], partitions: int, batch_size: int, directory: str) -> None:
@@ -343,11 +371,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="also time two processes each running W2 over half the "
                              "partitions with no shuffle (and one such process alone)")
+    parser.add_argument("--pure-python", action="store_true",
+                        help="workers without the C speedups (STREAMLET_PURE_PYTHON=1), as "
+                             "where no C compiler was at install")
     parser.add_argument("--profile", metavar="DIR",
                         help="instead of timing: one run with two workers, each profiling its "
                              "job with cProfile into DIR/worker-<i>.prof; prints the top entries")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
+    if args.pure_python:
+        os.environ["STREAMLET_PURE_PYTHON"] = "1"  # the spawned workers inherit it
+    native = speedups is not None and not args.pure_python
     print(f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} "
           f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
@@ -360,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only_shuffle:
         return 0
     print(f"\nW2 from {args.partitions} partitions, batch {args.batch_size}, best of "
-          f"{args.repeat}; results checked against the plain loop as multisets", flush=True)
+          f"{args.repeat}; results checked against the plain loop as multisets; the workers' "
+          f"shuffles {'in C (streamlet.native)' if native else 'in pure Python'}", flush=True)
     best = measure(events, args.partitions, args.batch_size, args.repeat, counts)
     if args.ceiling:
         print("\nthe ceiling: W2 with one worker over half the partitions, no shuffle, "

@@ -24,6 +24,7 @@ import zlib
 from typing import Any
 
 from streamlet.errors import InvalidKeyError
+from streamlet.native import speedups
 
 DEFAULT_MAX_PARALLELISM = 128
 
@@ -98,8 +99,17 @@ def stable_hash(key: Any) -> int:
 def key_group(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
     """The key group, in ``range(max_parallelism)``, that owns ``key``.
 
-    ``stable_hash`` written out, with the encodings of int and str keys
-    inline: snapshots compute this for every key of an operator."""
+    Snapshots compute this for every key of an operator: in C for int and
+    str keys where streamlet's speedups were built (``streamlet.native``)."""
+    if speedups is not None:
+        return speedups.key_group(key, max_parallelism, key_group_python)
+    return key_group_python(key, max_parallelism)
+
+
+def key_group_python(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
+    """``key_group`` in Python: ``stable_hash`` written out, with the
+    encodings of int and str keys inline. The C speedups compute the same
+    for int and str keys and call this for any other."""
     t = type(key)
     if t is int:
         length = (key.bit_length() + 8) >> 3
