@@ -13,6 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "streamlet"
 
 # module -> prefixes it must not load
 LAYERS = {
+    "streamlet.native": ["streamlet.errors", "streamlet.time", "streamlet.state", "streamlet.core",
+                         "streamlet.connectors", "streamlet.cluster", "streamlet._"],
     "streamlet.errors": ["streamlet.core", "streamlet.connectors", "streamlet._",
                          "streamlet.time", "streamlet.state"],
     "streamlet.time.watermarks": ["streamlet.state", "streamlet.core", "streamlet.connectors",

@@ -13,9 +13,9 @@ order, and whose values are int64, float, str, bool or None, which is what
 JSON and most Kafka records decode to. Its keys and timestamps, when they
 are the very objects of one of the records' fields (``key_by(lambda e:
 e["user"])``), travel as that field's index, not again. Measured on W2's
-events (``benchmarks/workers.py``): 63 ns to encode and 176 to decode a
-record this way, against 240 and 300 to 400 with pickle, whose per-object
-walk misses the cache on every record. Any other batch takes pickle, so
+events (``benchmarks/workers.py --only-shuffle``): 123-138 ns to encode and
+130-170 to decode a record this way, against 235-249 and 219-237 with
+pickle. Any other batch takes pickle, so
 every value still round-trips exactly (tuples, subclasses, big ints,
 datetimes).
 

@@ -36,6 +36,7 @@ from streamlet.core.runtime import (
     refuse_stop_without_checkpoints,
 )
 from streamlet.errors import CheckpointError, StreamletConfigError
+from streamlet.native import speedups
 from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
 from streamlet.state.snapshots import OperatorState, Snapshot, merge_subtasks
 from streamlet.time.clock import SystemClock
@@ -173,8 +174,11 @@ class ClusterJob:
             self._started = True
             if self.stopping:  # stop() came while the workers were starting
                 await pool.send_all(StopJob())
-            log.info("job %r runs on %d workers (pids %s)", self.options.job_name,
-                     self.workers, ", ".join(str(w.pid) for w in pool.workers))
+            log.info("job %r runs on %d workers (pids %s), shuffling %s", self.options.job_name,
+                     self.workers, ", ".join(str(w.pid) for w in pool.workers),
+                     "in pure Python (streamlet's C speedups were not built, or "
+                     "STREAMLET_PURE_PYTHON is set)" if speedups is None
+                     else "with streamlet's C speedups")
             if self.coordinator is not None:
                 self.coordinator.start()
                 endpoint = await serve_savepoints(self.options.job_name,

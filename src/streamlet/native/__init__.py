@@ -3,8 +3,8 @@
 A shuffle between worker processes touches every record again to find the
 worker that owns its key, and every record that crosses twice more, to
 encode and decode it. In Python each of those is a dict lookup or an object
-walk that misses the cache, and together they cost more than the rest of a
-simple keyed job (docs/performance.md, "Workers"). The C module
+walk that misses the cache, and together they cost about as much as the
+rest of a simple keyed job (docs/performance.md, "Workers"). The C module
 ``streamlet.native._speedups`` does that work; it is built when streamlet is
 installed where a C compiler is, and is optional: without it, or with
 ``STREAMLET_PURE_PYTHON=1`` in the environment, every caller runs its pure
