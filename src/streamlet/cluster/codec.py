@@ -15,9 +15,8 @@ are the very objects of one of the records' fields (``key_by(lambda e:
 e["user"])``), travel as that field's index, not again. Measured on W2's
 events (``benchmarks/workers.py --only-shuffle``): 123-138 ns to encode and
 130-170 to decode a record this way, against 235-249 and 219-237 with
-pickle. Any other batch takes pickle, so
-every value still round-trips exactly (tuples, subclasses, big ints,
-datetimes).
+pickle. Any other batch takes pickle, so every value still round-trips
+exactly (tuples, subclasses, big ints, datetimes).
 
 DESIGN.md planned a msgpack fast path for plain data with pickle for the
 rest; measured (``benchmarks/codec.py``), pickle was faster than msgpack on

@@ -128,8 +128,8 @@ py_key_group(PyObject *Py_UNUSED(self), PyObject *args)
     long maxp;
     if (!PyArg_ParseTuple(args, "OlO:key_group", &key, &maxp, &fallback))
         return NULL;
-    if (maxp <= 0) {
-        PyErr_SetString(PyExc_ValueError, "max_parallelism must be positive");
+    if (maxp <= 0 || maxp > 0x7FFFFFFFL) {
+        PyErr_SetString(PyExc_ValueError, "max_parallelism must be in 1..2**31-1");
         return NULL;
     }
     long g = key_group_of(key, maxp, fallback);
@@ -153,7 +153,7 @@ py_cut(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cut: columns of different lengths");
         return NULL;
     }
-    if (workers <= 0 || maxp <= 0 || workers > maxp || workers > 65535) {
+    if (workers <= 0 || maxp <= 0 || maxp > 0x7FFFFFFFL || workers > maxp || workers > 65535) {
         PyErr_SetString(PyExc_ValueError, "cut: workers must be in 1..max_parallelism");
         return NULL;
     }
@@ -170,7 +170,8 @@ py_cut(PyObject *Py_UNUSED(self), PyObject *args)
         long g = key_group_of(PyList_GET_ITEM(keys, i), maxp, fallback);
         if (g < 0)
             goto done;
-        if (PyList_GET_SIZE(keys) != n || PyList_GET_SIZE(values) != n) {
+        if (PyList_GET_SIZE(keys) != n || PyList_GET_SIZE(values) != n
+            || (has_ts && PyList_GET_SIZE(timestamps) != n)) {
             PyErr_SetString(PyExc_RuntimeError, "cut: a column changed size");
             goto done;
         }
