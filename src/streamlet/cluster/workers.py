@@ -638,7 +638,16 @@ class WorkerPool:
                     await worker.receiver.close()
                 worker.exitcode = worker.process.exitcode
                 worker.closed = True
-                worker.process.close()
+                try:
+                    worker.process.close()
+                except ValueError:
+                    # "still running", though killed and joined above: seen once in a
+                    # test run, not reproduced; likeliest, two threads in waitpid (_reap's
+                    # and this one), the one that reaped not yet done setting the exit
+                    # code. Its handles go with the object; raising here would only hide
+                    # the error that brought the pool down.
+                    log.debug("worker %d (pid %s): closed before its exit code was read",
+                              worker.index, worker.pid)
             if self._server is not None:
                 await self._server.close()
             if self._directory is not None:
