@@ -66,14 +66,13 @@ class ShuffleOutput(Output):
 
     def _parts(self, batch: Batch) -> list[tuple[int, Batch]]:
         """``(worker, part)`` for each worker that owns some of ``batch``'s records."""
+        keys = batch.keys
+        assert keys is not None, "a shuffle carries keyed batches"
         if speedups is not None:  # the same cut in C, with no cache: see streamlet.native
-            assert batch.keys is not None, "a shuffle carries keyed batches"
-            cut = speedups.cut(batch.values, batch.keys, batch.timestamps, self.workers,
+            cut = speedups.cut(batch.values, keys, batch.timestamps, self.workers,
                                self.max_parallelism, key_group_python)
             return [(worker, Batch(part[0], part[1], part[2], batch.split))
                     for worker, part in enumerate(cut) if part is not None]
-        keys = batch.keys
-        assert keys is not None, "a shuffle carries keyed batches"
         owners = self._owners(keys)
         values, timestamps = batch.values, batch.timestamps
         parts = []
