@@ -279,6 +279,19 @@ buf_put(Buf *b, const void *p, Py_ssize_t n)
     return 0;
 }
 
+/* A tag and 8 bytes (an int64 or a double, native order: both ends are
+   processes of one job on one machine); 1, or -1 with an exception set. */
+static int
+put_tagged8(Buf *b, char tag, const void *eight)
+{
+    if (buf_reserve(b, 9) < 0)
+        return -1;
+    b->data[b->size] = tag;
+    memcpy(b->data + b->size + 1, eight, 8);
+    b->size += 9;
+    return 1;
+}
+
 /* 1 written, 0 not a value of the fast path, -1 error */
 static int
 put_value(Buf *b, PyObject *v)
@@ -288,12 +301,7 @@ put_value(Buf *b, PyObject *v)
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (overflow)
             return 0;
-        if (buf_reserve(b, 9) < 0)
-            return -1;
-        b->data[b->size] = 'i';
-        memcpy(b->data + b->size + 1, &x, 8);
-        b->size += 9;
-        return 1;
+        return put_tagged8(b, 'i', &x);
     }
     if (PyUnicode_CheckExact(v)) {
         Py_ssize_t size;
@@ -313,12 +321,7 @@ put_value(Buf *b, PyObject *v)
     }
     if (PyFloat_CheckExact(v)) {
         double d = PyFloat_AS_DOUBLE(v);
-        if (buf_reserve(b, 9) < 0)
-            return -1;
-        b->data[b->size] = 'f';
-        memcpy(b->data + b->size + 1, &d, 8);
-        b->size += 9;
-        return 1;
+        return put_tagged8(b, 'f', &d);
     }
     char tag = v == Py_None ? 'n' : v == Py_True ? 't' : v == Py_False ? 'F' : 0;
     if (!tag)
