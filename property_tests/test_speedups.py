@@ -162,7 +162,8 @@ def test_anything_else_takes_pickle_and_comes_back_exactly(batch: Batch,
     values = list(batch.values)
     record = values[index]
     if odd == "reordered":
-        assume(len(record) > 1)
+        # another order than the other records' (a lone record in any order is flat)
+        assume(len(record) > 1 and len(values) > 1)
         values[index] = dict(reversed(list(record.items())))
     elif odd == "subclass":
         values[index] = RecordDict(record)
