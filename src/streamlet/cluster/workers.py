@@ -93,6 +93,7 @@ from .worker import (
 log = logging.getLogger(__name__)
 
 _REPORTED_TRACEBACK = 4000  # characters of a worker's traceback shown in an error
+_REAP_POLL = 0.002  # seconds between looks at a dying worker's exit code
 _PEER_GONE = f"{PeerGoneError.__module__}.{PeerGoneError.__qualname__}"  # as a Failure names it
 
 
@@ -313,10 +314,7 @@ class WorkerPool:
         loop.add_reader(sentinel, exited)
 
     async def _reap(self, worker: _Worker) -> None:
-        # the sentinel is readable once the process has exited: join returns at once
-        # (or nearly: a thread, not to block the loop in the moment before it is reaped)
-        await asyncio.to_thread(worker.process.join)
-        code = worker.process.exitcode
+        code = await _reaped(worker.process)  # at once, or nearly: its sentinel is readable
         if not worker.exited.done():
             worker.exited.set_result(code)
         if not self._cancelling:
@@ -604,7 +602,7 @@ class WorkerPool:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     worker.process.kill()
         for worker in self._workers:
-            await asyncio.to_thread(worker.process.join)
+            await _reaped(worker.process)
             if not worker.exited.done():
                 worker.exited.set_result(worker.process.exitcode)
 
@@ -638,16 +636,7 @@ class WorkerPool:
                     await worker.receiver.close()
                 worker.exitcode = worker.process.exitcode
                 worker.closed = True
-                try:
-                    worker.process.close()
-                except ValueError:
-                    # "still running", though killed and joined above: seen once in a
-                    # test run, not reproduced; likeliest, two threads in waitpid (_reap's
-                    # and this one), the one that reaped not yet done setting the exit
-                    # code. Its handles go with the object; raising here would only hide
-                    # the error that brought the pool down.
-                    log.debug("worker %d (pid %s): closed before its exit code was read",
-                              worker.index, worker.pid)
+                worker.process.close()
             if self._server is not None:
                 await self._server.close()
             if self._directory is not None:
@@ -664,6 +653,19 @@ class WorkerPool:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
+
+
+async def _reaped(process: BaseProcess) -> int:
+    """The exit code of a process that has exited or was killed, reaped in the
+    loop's own thread. (A ``join`` in another thread raced the pool's other waits
+    for the same pid: one ``waitpid`` reaped the process, the other found no child,
+    and until the first thread stored the exit code the process looked still
+    running, so that ``Process.close()`` refused.)"""
+    # no event says "reaped": the sentinel turns readable as the process exits,
+    # a moment before there is an exit code to collect
+    while (code := process.exitcode) is None:  # noqa: ASYNC110
+        await asyncio.sleep(_REAP_POLL)
+    return code
 
 
 def _range(groups: range) -> tuple[int, int]:
