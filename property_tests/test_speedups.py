@@ -161,9 +161,11 @@ def test_anything_else_takes_pickle_and_comes_back_exactly(batch: Batch,
         ODD_RECORDS, st.sampled_from(["reordered", "subclass", "extra field"])))
     values = list(batch.values)
     record = values[index]
+    if odd in ("reordered", "extra field"):
+        # other fields than the other records' (a lone record is flat with any fields)
+        assume(len(values) > 1)
     if odd == "reordered":
-        # another order than the other records' (a lone record in any order is flat)
-        assume(len(record) > 1 and len(values) > 1)
+        assume(len(record) > 1)
         values[index] = dict(reversed(list(record.items())))
     elif odd == "subclass":
         values[index] = RecordDict(record)
