@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import pickle
 import struct
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from streamlet.cluster.codec import (
     from_bytes,
     to_bytes,
 )
+from streamlet.cluster.results import pack_collected, unpack_collected
 from streamlet.core.batch import Batch
 from streamlet.core.control import ACTIVE, END_OF_INPUT, IDLE, Barrier, Watermark
+from streamlet.windows import TimeWindow, WindowResult
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,24 @@ def test_control_elements_round_trip(n: int) -> None:
     assert type(barrier) is Barrier and barrier.checkpoint_id == n
     for element in (END_OF_INPUT, IDLE, ACTIVE):
         assert decode(*encode(element)) is element
+
+
+windows = st.builds(lambda start, size: TimeWindow(start, start + size),
+                    st.integers(-(2**40), 2**40), st.integers(1, 10**6))
+window_results = st.builds(WindowResult, hashables, windows, plain)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(window_results, max_size=8) | st.lists(window_results | plain, max_size=8))
+def test_collected_values_come_back_exactly(values: list[Any]) -> None:
+    """What collect() gathered in a worker, through the pickle to the coordinator."""
+    back = unpack_collected(pickle.loads(pickle.dumps(pack_collected(values), protocol=5)))
+    assert len(back) == len(values)
+    for got, want in zip(back, values, strict=True):
+        assert type(got) is type(want)
+        if type(want) is WindowResult:
+            assert type(got.window) is TimeWindow
+            assert same(tuple(got.window), tuple(want.window))
+            assert same(got.key, want.key) and same(got.value, want.value)
+        else:
+            assert same(got, want)

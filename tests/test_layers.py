@@ -31,6 +31,7 @@ LAYERS = {
                                  "streamlet.state"],
     "streamlet.cluster.codec": ["streamlet.connectors", "streamlet._", "streamlet.cli",
                                 "streamlet.state"],
+    "streamlet.cluster.results": ["streamlet.connectors", "streamlet._", "streamlet.cli"],
     "streamlet.cluster.control": ["streamlet.connectors", "streamlet._", "streamlet.cli",
                                   "streamlet.state", "streamlet.core"],
     # the worker process imports streamlet._locate (and so the whole library) itself

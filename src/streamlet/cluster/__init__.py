@@ -7,6 +7,7 @@ carries those bytes over an authenticated, flow-controlled Unix socket;
 process's side (its part of the job, as ``core.runtime.Job`` with an
 ``Exchange``); ``workers`` starts and supervises the worker processes; and
 ``coordinator`` runs a job over them: checkpoints, the final checkpoint,
-results, and what the restart strategy acts on. docs/scaling.md tells it
+results (what ``collect()`` gathered comes back through ``results``), and
+what the restart strategy acts on. docs/scaling.md tells it
 from the user's side.
 """

@@ -41,7 +41,7 @@ from streamlet.state.checkpoint_storage import CheckpointStorage, open_storage
 from streamlet.state.snapshots import OperatorState, Snapshot, merge_subtasks
 from streamlet.time.clock import SystemClock
 
-from . import control
+from . import control, results
 from .control import CheckpointComplete, Finish, Finished, StopJob, TriggerCheckpoint
 from .workers import WorkerPool, WorkerSettings
 
@@ -128,7 +128,7 @@ class ClusterJob:
         loop = asyncio.get_running_loop()
         self._finished: set[int] = set()
         self._all_finished: asyncio.Future[None] = loop.create_future()
-        self._results: dict[int, tuple[JobResult, dict[str, list[Any]]]] = {}
+        self._results: dict[int, tuple[JobResult, dict[str, Any]]] = {}
         self._all_results: asyncio.Future[None] = loop.create_future()
         self._supervisor: _Supervisor | None = None
         self._started = False  # the workers were told to start
@@ -306,8 +306,8 @@ class ClusterJob:
                 merged = operators.setdefault(name, {})
                 for counter, value in counters.items():
                     merged[counter] = merged.get(counter, 0) + value
-            for name, found in values.items():
-                collected.setdefault(name, []).extend(found)
+            for name, packed in values.items():
+                collected.setdefault(name, []).extend(results.unpack_collected(packed))
         for node in self.pipeline.graph.nodes:
             if node.collected is not None:
                 node.collected[:] = collected.get(node.name, [])

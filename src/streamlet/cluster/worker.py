@@ -47,7 +47,7 @@ from streamlet.core.stateless import CollectOperator
 from streamlet.state.snapshots import OperatorState, Snapshot
 from streamlet.time.clock import Clock
 
-from . import control
+from . import control, results
 from .control import (
     Cancel,
     CheckpointComplete,
@@ -442,7 +442,7 @@ class _Worker:
         result = await running
         self._end_profile()
         operators = self.job.operators.values() if self.job is not None else ()
-        collected = {op.name: list(op.target) for op in operators
+        collected = {op.name: results.pack_collected(op.target) for op in operators
                      if isinstance(op, CollectOperator)}
         await self.send_object(("result", self.args.index, result, collected))
         return 0
