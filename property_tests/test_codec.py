@@ -51,9 +51,13 @@ def same(a: Any, b: Any) -> bool:
         return False
     if type(a) is float:
         return struct.pack(">d", a) == struct.pack(">d", b)
-    if type(a) in (list, tuple):
+    # subclasses (a namedtuple, a dict subclass) item by item too: == fails on NaN
+    if isinstance(a, (list, tuple, dict)) and (
+            getattr(a, "__dict__", None) != getattr(b, "__dict__", None)):
+        return False
+    if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if type(a) is dict:
+    if isinstance(a, dict):
         return len(a) == len(b) and all(
             same(ka, kb) and same(va, vb)
             for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True))
