@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import streamlet as sl
-from streamlet.cluster.workers import WorkerFailedError
+from streamlet.cluster.workers import WorkerFailedError, WorkerLostError
 from streamlet.core.batch import Batch
 from streamlet.core.source import Source, SourceReader
 from streamlet.testing import ManualClock
@@ -252,6 +252,24 @@ def test_a_failing_function_fails_the_job_naming_the_worker_and_operator() -> No
     assert "while running its part of the job" in text
     assert "'explode'" in text and "bad amount" in text
     assert "Traceback in the worker" in text
+
+
+async def test_a_worker_that_dies_before_sending_its_results_fails_the_job() -> None:
+    """Killed after it was told to finish: its exit is no longer a loss by itself,
+    but its results will never come, and the job must not wait for them forever."""
+
+    class DiesWhenPickled:
+        # a worker pickles what it collected only to send it back, at the very end
+        def __reduce__(self) -> Any:
+            os.kill(os.getpid(), signal.SIGKILL)
+            raise AssertionError("SIGKILL returned")
+
+    pipeline = sl.Pipeline("dies-at-the-end", workers=2)
+    pipeline.from_partitions([[1], [2]]).map(lambda _: DiesWhenPickled()).collect()
+    with pytest.raises(WorkerLostError, match=r"worker \d \(pid \d+\) was killed by SIGKILL "
+                                              "after it was told to finish, before it sent "
+                                              "its results"):
+        await asyncio.wait_for(pipeline.run_async(), 60)
 
 
 def test_a_manual_clock_cannot_drive_worker_processes() -> None:

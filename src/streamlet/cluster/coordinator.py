@@ -43,7 +43,7 @@ from streamlet.time.clock import SystemClock
 
 from . import control, results
 from .control import CheckpointComplete, Finish, Finished, StopJob, TriggerCheckpoint
-from .workers import WorkerPool, WorkerSettings
+from .workers import WorkerLostError, WorkerPool, WorkerSettings, describe_exit
 
 if TYPE_CHECKING:
     from streamlet._pipeline import Pipeline
@@ -189,7 +189,7 @@ class ClusterJob:
                 await self._final_checkpoint(self.coordinator)
             await pool.send_all(Finish())
             pool.expect_exit()
-            await self._guard(self._all_results)
+            await self._guard(self._results_from(pool))
         finally:
             if endpoint is not None:
                 await endpoint.close()
@@ -270,6 +270,28 @@ class ClusterJob:
             for future in (task, lost, failed):
                 future.cancel()
             await asyncio.gather(task, lost, failed, return_exceptions=True)
+
+    async def _results_from(self, pool: WorkerPool) -> None:
+        """Every worker's results. A worker told to finish may exit as it likes, but
+        one that ends (killed, crashed) before it sent its results is lost: waiting
+        for them would wait forever."""
+        ends: dict[asyncio.Future[Any], int] = {
+            asyncio.ensure_future(pool.ended(i)): i for i in range(self.workers)}
+        try:
+            waiting: set[asyncio.Future[Any]] = {self._all_results, *ends}
+            while not self._all_results.done():
+                done, waiting = await asyncio.wait(waiting,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    index = ends.get(future)
+                    if index is not None and index not in self._results:
+                        raise WorkerLostError(
+                            index, pool.pids[index],
+                            f"{describe_exit(future.result())} after it was told to finish, "
+                            "before it sent its results")
+        finally:
+            for future in ends:
+                future.cancel()
 
     async def _final_checkpoint(self, coordinator: ClusterCheckpoints) -> None:
         coordinator.pause()

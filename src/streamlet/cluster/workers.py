@@ -550,6 +550,14 @@ class WorkerPool:
         """The workers were told to finish: their exits are not losses."""
         self._cancelling = True
 
+    async def ended(self, index: int) -> int | None:
+        """Worker ``index``'s exit code, once everything it sent has been handled
+        (its control channel ended) and its process has exited."""
+        worker = self._workers[index]
+        if worker.reader is not None:
+            await asyncio.shield(worker.reader)
+        return await asyncio.shield(worker.exited)
+
     def _check(self) -> None:
         if self._error is not None:
             raise self._error
