@@ -16,7 +16,9 @@ to commit), or a random number of milliseconds after the attempt started.
 The coordinator must notice the lost worker, stop the other one, and start
 two new workers from its latest complete checkpoint: ``KILLS`` times, after
 which the job runs to its end. Kills are timed on the log lines and on
-seeded deadlines, never on sleeps.
+seeded deadlines, never on sleeps. Until then the job holds back its
+partitions' last batch (``--hold``): however fast it gets, no attempt can
+finish before the kill meant for it.
 
 Then: every kill caused exactly one restart (its pid is in the restart
 warning), the restored checkpoints and the source positions never go
@@ -89,8 +91,9 @@ class WorkerKiller(Watch):
     """Follows the coordinator's log across its attempts and kills one worker of
     each of the first ``KILLS`` attempts; never the coordinator itself."""
 
-    def __init__(self, storage: str) -> None:
+    def __init__(self, storage: str, release: Path) -> None:
         self.storage = storage
+        self.release = release  # lets the job read its last records
         self.rng = random.Random(SEED)
         self.kills: list[Kill] = []
         self.pids: list[int] = []  # the running attempt's workers; [] once one is killed
@@ -123,7 +126,9 @@ class WorkerKiller(Watch):
             self.position = position
             self.writes = self.completes = 0
             self.trigger = self.choose()
-            if self.trigger is not None and self.trigger.kind == "delay":
+            if self.trigger is None:
+                self.release.touch()  # done killing: this attempt may run to the end
+            elif self.trigger.kind == "delay":
                 self.deadline = CLOCK.now() + self.trigger.delay_ms
             return False
         trigger = self.trigger
@@ -176,8 +181,8 @@ def test_workers_killed_again_and_again_restart_and_commit_exactly_once(
     storage = f"sqlite:///{tmp_path / 'checkpoints.db'}"
     command = [sys.executable, str(JOB_SCRIPT), str(out), storage, "--events", str(EVENTS),
                "--seed", str(SEED), "--interval", str(INTERVAL_MS), "--workers",
-               str(WORKERS), "--attempts", str(3 * KILLS)]
-    killer = WorkerKiller(storage)
+               str(WORKERS), "--attempts", str(3 * KILLS), "--hold", str(tmp_path)]
+    killer = WorkerKiller(storage, tmp_path / "release")
     attempt = run_attempt(command, tmp_path, killer)
     lines = attempt.lines
     (tmp_path / "coordinator.log").write_text("\n".join(lines))  # for a failure's reader
