@@ -314,9 +314,7 @@ class WorkerPool:
         loop.add_reader(sentinel, exited)
 
     async def _reap(self, worker: _Worker) -> None:
-        code = await _reaped(worker.process)  # at once, or nearly: its sentinel is readable
-        if not worker.exited.done():
-            worker.exited.set_result(code)
+        code = await _reaped(worker)  # at once, or nearly: its sentinel is readable
         if not self._cancelling:
             when = ("before saying hello (its output above says why; a script that runs "
                     "its pipeline when imported needs if __name__ == '__main__':)"
@@ -610,9 +608,7 @@ class WorkerPool:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     worker.process.kill()
         for worker in self._workers:
-            await _reaped(worker.process)
-            if not worker.exited.done():
-                worker.exited.set_result(worker.process.exitcode)
+            await _reaped(worker)
 
     async def close(self) -> None:
         """Stop every worker (as ``cancel``) if not done yet, close the channels and
@@ -663,16 +659,19 @@ class WorkerPool:
         await self.close()
 
 
-async def _reaped(process: BaseProcess) -> int:
-    """The exit code of a process that has exited or was killed, reaped in the
-    loop's own thread. (A ``join`` in another thread raced the pool's other waits
-    for the same pid: one ``waitpid`` reaped the process, the other found no child,
-    and until the first thread stored the exit code the process looked still
-    running, so that ``Process.close()`` refused.)"""
+async def _reaped(worker: _Worker) -> int:
+    """The exit code of a worker that has exited or was killed, reaped in the
+    loop's own thread and set on ``worker.exited``. (A ``join`` in another thread
+    raced the pool's other waits for the same pid: one ``waitpid`` reaped the
+    process, the other found no child, and until the first thread stored the
+    exit code the process looked still running, so that ``Process.close()``
+    refused.)"""
     # no event says "reaped": the sentinel turns readable as the process exits,
     # a moment before there is an exit code to collect
-    while (code := process.exitcode) is None:  # noqa: ASYNC110
+    while (code := worker.process.exitcode) is None:  # noqa: ASYNC110
         await asyncio.sleep(_REAP_POLL)
+    if not worker.exited.done():
+        worker.exited.set_result(code)
     return code
 
 
