@@ -329,39 +329,12 @@ put_value(Buf *b, PyObject *v)
     return buf_put(b, &tag, 1) < 0 ? -1 : 1;
 }
 
-/* Field ``f`` of ``record`` (borrowed), by position. */
-static PyObject *
-field_value(PyObject *record, Py_ssize_t f)
-{
-    Py_ssize_t pos = 0, at = 0;
-    PyObject *k, *v;
-    while (PyDict_Next(record, &pos, &k, &v))
-        if (at++ == f)
-            return v;
-    return NULL;
-}
-
-/* Which field of every record ``column`` is (the very objects: a key or
-   timestamp taken from the record), COL_INLINE when it is none of them,
-   COL_NONE when it is None. */
-static int
-column_source(PyObject *column, PyObject *values, Py_ssize_t n, Py_ssize_t fields)
-{
-    if (column == Py_None)
-        return COL_NONE;
-    PyObject *record = PyList_GET_ITEM(values, 0), *head = PyList_GET_ITEM(column, 0);
-    for (Py_ssize_t f = 0; f < fields; f++) {
-        if (field_value(record, f) != head)
-            continue;
-        Py_ssize_t i = 1;
-        while (i < n && field_value(PyList_GET_ITEM(values, i), f) == PyList_GET_ITEM(column, i))
-            i++;
-        if (i == n)
-            return (int)f;
-    }
-    return COL_INLINE;
-}
-
+/* One pass over the records: each is checked (an exact dict with the first
+   record's keys in the same order), its values are written, and each column
+   (keys, timestamps) is matched against every field at once, so each record
+   is touched once while it is in the cache. A column is a field's when that
+   field holds the column's very object in every record; the lowest such
+   field, as a pass per field would find. */
 static PyObject *
 py_encode_records(PyObject *Py_UNUSED(self), PyObject *args)
 {
@@ -372,8 +345,9 @@ py_encode_records(PyObject *Py_UNUSED(self), PyObject *args)
     Py_ssize_t n = PyList_GET_SIZE(values);
     if (n == 0 || n > 0xFFFFFFFFLL)
         Py_RETURN_NONE;
+    PyObject *cols_in[2] = {keys, timestamps};
     for (int c = 0; c < 2; c++) {
-        PyObject *col = c ? timestamps : keys;
+        PyObject *col = cols_in[c];
         if (col != Py_None && (!PyList_CheckExact(col) || PyList_GET_SIZE(col) != n))
             Py_RETURN_NONE;
     }
@@ -384,6 +358,9 @@ py_encode_records(PyObject *Py_UNUSED(self), PyObject *args)
     if (fields == 0 || fields > MAX_FIELDS)
         Py_RETURN_NONE;
     PyObject *names[MAX_FIELDS];
+    /* candidate[c][f]: field f has held column c's object in every record so far */
+    unsigned char candidate[2][MAX_FIELDS];
+    Py_ssize_t candidates[2], cols_at;
     Buf b = {NULL, 0, 0};
     PyObject *result = NULL;
     uint32_t n32 = (uint32_t)n;
@@ -408,11 +385,20 @@ py_encode_records(PyObject *Py_UNUSED(self), PyObject *args)
             names[f++] = k;
         }
     }
-    /* every record: an exact dict with the same keys in the same order */
+    for (int c = 0; c < 2; c++) {
+        candidates[c] = cols_in[c] == Py_None ? 0 : fields;
+        memset(candidate[c], cols_in[c] != Py_None, (size_t)fields);
+    }
+    cols_at = b.size;  /* filled in once every record was seen */
+    if (buf_reserve(&b, 2) < 0)
+        goto fail;
+    b.size += 2;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *record = PyList_GET_ITEM(values, i);
         if (!PyDict_CheckExact(record) || PyDict_GET_SIZE(record) != fields)
             goto not_fast;
+        PyObject *key = candidates[0] ? PyList_GET_ITEM(keys, i) : NULL;
+        PyObject *ts = candidates[1] ? PyList_GET_ITEM(timestamps, i) : NULL;
         Py_ssize_t pos = 0, f = 0;
         PyObject *k, *v;
         while (PyDict_Next(record, &pos, &k, &v)) {
@@ -425,32 +411,38 @@ py_encode_records(PyObject *Py_UNUSED(self), PyObject *args)
                 if (eq != 0)
                     goto not_fast;
             }
-            f++;
-        }
-    }
-    unsigned char cols[2];
-    cols[0] = (unsigned char)column_source(keys, values, n, fields);
-    cols[1] = (unsigned char)column_source(timestamps, values, n, fields);
-    if (buf_put(&b, cols, 2) < 0)
-        goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *record = PyList_GET_ITEM(values, i);
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(record, &pos, &k, &v)) {
+            if (key != NULL && candidate[0][f] && v != key) {
+                candidate[0][f] = 0;
+                candidates[0]--;
+            }
+            if (ts != NULL && candidate[1][f] && v != ts) {
+                candidate[1][f] = 0;
+                candidates[1]--;
+            }
             int ok = put_value(&b, v);
             if (ok < 0)
                 goto fail;
             if (ok == 0)
                 goto not_fast;
+            f++;
         }
     }
     for (int c = 0; c < 2; c++) {
-        if (cols[c] != COL_INLINE)
+        unsigned char col = COL_NONE;
+        if (cols_in[c] != Py_None) {
+            col = COL_INLINE;
+            for (Py_ssize_t f = 0; candidates[c] && f < fields; f++) {
+                if (candidate[c][f]) {
+                    col = (unsigned char)f;
+                    break;
+                }
+            }
+        }
+        b.data[cols_at + c] = (char)col;
+        if (col != COL_INLINE)
             continue;
-        PyObject *col = c ? timestamps : keys;
         for (Py_ssize_t i = 0; i < n; i++) {
-            int ok = put_value(&b, PyList_GET_ITEM(col, i));
+            int ok = put_value(&b, PyList_GET_ITEM(cols_in[c], i));
             if (ok < 0)
                 goto fail;
             if (ok == 0)
