@@ -67,6 +67,16 @@ def test_importing_streamlet_has_no_side_effects() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_kafka_loads_only_for_a_job_that_uses_it() -> None:
+    code = ("import sys, streamlet\n"
+            "assert not [m for m in sys.modules if m.startswith(('aiokafka', "
+            "'streamlet.connectors.kafka'))], 'import streamlet loaded Kafka'\n"
+            "p = streamlet.Pipeline('k')\n"
+            "p.from_iterable([1]).to_kafka('t', bootstrap_servers='127.0.0.1:1')\n"
+            "assert 'aiokafka' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_nothing_reads_the_wall_clock_outside_the_time_package() -> None:
     pattern = re.compile(r"loop\.time\(\)|time\.time\(|time\.monotonic\(|datetime\.now\(")
     offenders = [

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._stream import Stream
 from .connectors.collections import AsyncIterableReader, IterableReader, PartitionsReader
-from .connectors.kafka import KafkaSource
 from .core.checkpoints import Checkpointing
 from .core.graph import Graph
 from .core.health import HealthEndpoint
@@ -223,6 +222,8 @@ class Pipeline:
         Other keyword arguments (``security_protocol``, ``sasl_*``,
         ``ssl_context``, ...) go to aiokafka's consumer. See docs/kafka.md.
         """
+        from .connectors.kafka import KafkaSource  # noqa: PLC0415  # aiokafka: only for Kafka jobs
+
         source = KafkaSource(topics, bootstrap_servers=bootstrap_servers, group_id=group_id,
                              value_format=value_format, key_format=key_format, start=start,
                              bounded=bounded, dead_letter_topic=dead_letter_topic,

@@ -13,8 +13,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .connectors.files import FileSink
-from .connectors.kafka import KafkaSinkOperator, serializer
-from .connectors.kafka_exactly_once import ExactlyOnceKafkaSink
 from .core.async_call import AsyncCallOperator
 from .core.functions import UserFunction, check_on_error, resolve
 from .core.functions_process import CoProcessFunction, KeyedProcessFunction, ProcessFunction
@@ -524,6 +522,10 @@ class Stream(_Outputs):
         if transactional_id is not None and delivery != "exactly-once":
             raise StreamletConfigError(
                 "to_kafka(transactional_id=...) is for delivery='exactly-once'")
+        # aiokafka loads only for jobs that use Kafka (it is a quarter of `import streamlet`)
+        from .connectors.kafka import KafkaSinkOperator, serializer  # noqa: PLC0415
+        from .connectors.kafka_exactly_once import ExactlyOnceKafkaSink  # noqa: PLC0415
+
         serializer(value_format, "value_format")  # check the arguments now
         serializer(key_format, "key_format")
         graph = self._pipeline.graph
