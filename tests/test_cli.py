@@ -76,6 +76,8 @@ def test_a_failing_job_exits_1_with_the_operator_named(tmp_path: Path) -> None:
 
 def test_bad_targets_say_what_is_wrong(tmp_path: Path) -> None:
     assert "expected module:attribute" in _run("run", "nocolon").stderr
+    assert "add the name it has there after a colon, e.g. examples/clicks.py:pipeline" in _run(
+        "run", "examples/clicks.py").stderr
     assert "has no attribute 'nope'" in _run("run", "examples/clicks.py:nope").stderr
     (tmp_path / "notpipe.py").write_text("x = 3\n")
     assert "is a int, not a streamlet Pipeline" in _run(

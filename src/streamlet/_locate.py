@@ -31,8 +31,13 @@ def load_pipeline(target: str) -> Pipeline:
     attribute that is a function is called and must return one."""
     module_name, sep, attribute = target.rpartition(":")
     if not sep or not module_name or not attribute:
+        if target.endswith(".py"):
+            raise PipelineNotFoundError(
+                f"{target!r} names a file but not the pipeline in it: add the name it "
+                f"has there after a colon, e.g. {target}:pipeline")
         raise PipelineNotFoundError(
-            f"expected module:attribute (e.g. myapp.jobs:pipeline), got {target!r}")
+            "expected module:attribute or path/to/file.py:attribute (e.g. "
+            f"myapp.jobs:pipeline), got {target!r}")
     module: Any
     if module_name.endswith(".py"):
         path = Path(module_name)
