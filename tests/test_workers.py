@@ -10,20 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+import types
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import streamlet as sl
+from streamlet.cluster.coordinator import _by_value
 from streamlet.cluster.workers import WorkerFailedError, WorkerLostError
 from streamlet.core.batch import Batch
 from streamlet.core.source import Source, SourceReader
@@ -252,6 +256,9 @@ def test_a_failing_function_fails_the_job_naming_the_worker_and_operator() -> No
     assert "while running its part of the job" in text
     assert "'explode'" in text and "bad amount" in text
     assert "Traceback in the worker" in text
+    # the function travelled by value, and still names its file and shows its line
+    assert f'File "{__file__}", line' in caught.value.worker_traceback
+    assert 'raise ValueError("bad amount")' in caught.value.worker_traceback
 
 
 async def test_a_worker_that_dies_before_sending_its_results_fails_the_job() -> None:
@@ -288,6 +295,18 @@ def test_a_pipeline_that_cannot_travel_says_how_to_fix_it() -> None:
     text = str(caught.value)
     assert "cannot travel to its 2 worker processes" in text
     assert "generator" in text and "module-level name" in text
+
+
+def test_functions_sent_by_value_keep_their_code_whole() -> None:
+    def seven() -> int:
+        return 7
+
+    back = pickle.loads(_by_value(seven))
+    assert back() == 7 and back.__code__.co_filename == __file__
+    # code with a constant marshal cannot write travels the way cloudpickle sends it
+    odd = types.FunctionType(seven.__code__.replace(
+        co_consts=tuple(Fraction(7) if c == 7 else c for c in seven.__code__.co_consts)), {})
+    assert pickle.loads(_by_value(odd))() == Fraction(7)
 
 
 def test_streamlet_run_workers_runs_a_module_pipeline_on_workers(tmp_path: Path) -> None:

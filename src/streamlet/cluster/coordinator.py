@@ -19,9 +19,13 @@ the latest complete checkpoint, with new processes.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import marshal
 import multiprocessing
+import pickle
 from collections.abc import Awaitable
+from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamlet._locate import PipelineNotFoundError, locate
@@ -95,10 +99,8 @@ def transport(pipeline: Pipeline) -> str | bytes:
         if target is not None and not target.rpartition(":")[0].endswith(".py"):
             return target
         not_found = f"it lives in the script being run ({target})"
-    import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415  # no import finds it
-
     try:
-        data: bytes = cloudpickle.dumps(pipeline)
+        data = _by_value(pipeline)
     except Exception as exc:
         if target is not None:
             return target  # the script, run again in each worker, may build it
@@ -111,6 +113,27 @@ def transport(pipeline: Pipeline) -> str | bytes:
             "what cannot be pickled (open files, sockets, locks, generators) out of the "
             "functions and sources it holds.") from exc
     return data
+
+
+def _by_value(value: Any) -> bytes:
+    """cloudpickle, except that code keeps its file name. cloudpickle writes
+    ``<dynamic-code>`` instead (for payloads that do not depend on where a
+    function was defined), and then a worker's traceback would not name the
+    user's file, nor show its lines; marshal keeps a code object whole."""
+    import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415  # only then
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is CodeType:
+                try:
+                    return marshal.loads, (marshal.dumps(obj),)
+                except ValueError:  # a constant marshal cannot write: cloudpickle's way
+                    pass
+            return super().reducer_override(obj)
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
 
 
 class ClusterJob:
