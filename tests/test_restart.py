@@ -5,13 +5,16 @@ saying so."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_checkpoints import committed
 
 import streamlet as sl
+from streamlet._pipeline import _resumes_from
 from streamlet.core.restart import RestartTracker
 from streamlet.testing import ManualClock
 
@@ -29,7 +32,7 @@ def failing_once(fail_at: int, failures: list[int]) -> Any:
 
 
 def test_a_failed_job_restarts_from_its_checkpoint_and_writes_each_result_once(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     failures: list[int] = []
     p = sl.Pipeline("restarting", batch_size=100,
                     checkpointing=sl.Checkpointing(interval=1, storage=f"sqlite:///{tmp_path}/c.db"),
@@ -42,6 +45,10 @@ def test_a_failed_job_restarts_from_its_checkpoint_and_writes_each_result_once(
      .to_files(tmp_path / "out"))
     result = p.run()
     assert result.restarts == 1 and failures == [15_000]
+    said = [r.getMessage() for r in caplog.records if "restart 1 in" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.search(r"from (checkpoint \d+, its latest|its latest checkpoint, if it has one)",
+                     said[0]), said[0]
     finals: dict[int, int] = {}
     for key, total in committed(tmp_path / "out"):
         finals[key] = max(finals.get(key, 0), total)
@@ -50,7 +57,8 @@ def test_a_failed_job_restarts_from_its_checkpoint_and_writes_each_result_once(
     assert len(committed(tmp_path / "out")) == EVENTS  # one running sum per record
 
 
-def test_when_the_strategy_allows_no_more_the_failure_is_raised_with_a_note() -> None:
+def test_when_the_strategy_allows_no_more_the_failure_is_raised_with_a_note(
+        caplog: pytest.LogCaptureFixture) -> None:
     calls: list[int] = []
 
     def always(n: int) -> int:
@@ -62,8 +70,28 @@ def test_when_the_strategy_allows_no_more_the_failure_is_raised_with_a_note() ->
     with pytest.raises(sl.UserFunctionError, match="the database went away") as failure:
         p.run()
     assert len(calls) == 3  # the first attempt and two restarts
+    # no checkpointing: the log does not promise a checkpoint to resume from
+    assert sum("from the start: without checkpointing" in r.getMessage()
+               for r in caplog.records) == 2
     assert any("failed after 2 restarts" in note and "fixed delay of 0 ms, 2 restarts" in note
                for note in failure.value.__notes__)
+
+
+@pytest.mark.parametrize(("completed", "restored_from", "restore_id", "says"), [
+    ([7, 9], None, None, "from checkpoint 9, its latest"),
+    ([], 4, None, "from checkpoint 4 again (it completed none since)"),
+    ([], 4, 4, "from its latest checkpoint, if it has one (this attempt completed none)"),
+    ([], None, None, "from its latest checkpoint, if it has one (this attempt completed none)"),
+])
+def test_the_restart_log_says_where_the_next_attempt_starts(
+        completed: list[int], restored_from: int | None, restore_id: int | None,
+        says: str) -> None:
+    # (an attempt that restored a chosen checkpoint and completed none is followed by
+    # one that restores the newest in storage, which may be another)
+    job = SimpleNamespace(restored_from=restored_from, coordinator=SimpleNamespace(
+        completed=[SimpleNamespace(checkpoint_id=c) for c in completed]))
+    options = SimpleNamespace(checkpointing=object(), restore_id=restore_id)
+    assert _resumes_from(job, options) == says  # type: ignore[arg-type]
 
 
 def test_a_mistake_in_the_pipeline_is_never_restarted() -> None:

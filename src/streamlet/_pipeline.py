@@ -82,6 +82,18 @@ class _Settings:
                 f"pipeline uses max_parallelism={self.max_parallelism}; make them equal")
 
 
+def _resumes_from(job: Job | ClusterJob, options: RuntimeOptions) -> str:
+    """Where the attempt after ``job`` starts, in words for the restart's log line."""
+    if options.checkpointing is None:
+        return "from the start: without checkpointing, no state or position is kept"
+    completed = job.coordinator.completed if job.coordinator is not None else []
+    if completed:
+        return f"from checkpoint {completed[-1].checkpoint_id}, its latest"
+    if job.restored_from is not None and options.restore_id is None:
+        return f"from checkpoint {job.restored_from} again (it completed none since)"
+    return "from its latest checkpoint, if it has one (this attempt completed none)"
+
+
 async def _wait(clock: Clock, delay_ms: int) -> None:
     """Until the job's clock has moved ``delay_ms`` on (a ManualClock in tests)."""
     if delay_ms <= 0:
@@ -296,9 +308,9 @@ class Pipeline:
                                      f"restarts; its restart strategy ({tracker.strategy}) "
                                      "allows no more")
                     raise
-                log.warning("job %r failed (%s: %s); restart %d in %d ms, from its latest "
-                            "checkpoint", self.name, type(exc).__name__, exc,
-                            tracker.restarts, delay)
+                log.warning("job %r failed (%s: %s); restart %d in %d ms, %s", self.name,
+                            type(exc).__name__, exc, tracker.restarts, delay,
+                            _resumes_from(job, options))
             finally:
                 self._jobs.remove(job)
             self._restarting = True
