@@ -98,6 +98,10 @@ def test_unknown_ids_and_bad_storages_exit_2(url: str, tmp_path: Path) -> None:
         assert nothing.returncode == 2
         assert f"no checkpoint storage at {tmp_path / missing}" in nothing.stderr
         assert not (tmp_path / missing).exists()  # looking created nothing
+        assert "not the pipeline" not in nothing.stderr
+    a_pipeline = _run("checkpoints", "list", "examples/clicks.py:pipeline")
+    assert a_pipeline.returncode == 2
+    assert "takes the pipeline's checkpoint storage" in a_pipeline.stderr
     for done in (unknown, of_job, bad_url):
         assert "Traceback" not in done.stderr
 

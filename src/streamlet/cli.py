@@ -94,8 +94,13 @@ def _open(url: str) -> CheckpointStorage:
     except StreamletConfigError as exc:
         raise _UsageError(str(exc)) from None
     if not storage.path.exists():
+        hint = ""
+        if "://" not in url and ":" in url:  # myjobs:pipeline, job.py:pipeline
+            hint = (". This command takes the pipeline's checkpoint storage (its "
+                    "Checkpointing(storage=...): file:///dir, sqlite:///c.db), not the "
+                    "pipeline")
         raise _UsageError(f"no checkpoint storage at {storage.path} (from {url!r}): nothing "
-                          "is there")
+                          f"is there{hint}")
     return storage
 
 
