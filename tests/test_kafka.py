@@ -8,7 +8,10 @@ records.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_io import consume, produce
 
 import streamlet as sl
+from streamlet.errors import ConnectorError
 from streamlet.testing import ManualClock, start
 
 
@@ -286,3 +290,39 @@ async def test_a_user_function_failure_names_the_kafka_offset_of_its_record(
                        match=rf"operator 'divide', topic '{name}' partition 0 offset 1: "
                              "ZeroDivisionError"):
         await p.run_async()
+
+
+def _nobody_listening() -> str:
+    """An address on this machine where no broker is: a port just given up."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("side", ["source", "sink", "exactly-once sink"])
+async def test_no_broker_at_the_address_fails_naming_who_and_where_and_closes_the_client(
+        side: str, caplog: pytest.LogCaptureFixture) -> None:
+    servers = _nobody_listening()
+    p = sl.Pipeline("nobody-there")
+    if side == "source":
+        p.from_kafka("t", bootstrap_servers=servers, bounded=True, name="payments").collect()
+        who = "source 'payments'"
+    else:
+        delivery = "exactly-once" if side == "exactly-once sink" else "at-least-once"
+        p.from_iterable([1, 2]).to_kafka("t", bootstrap_servers=servers, delivery=delivery,
+                                         name="alerts")
+        who = "sink 'alerts'"
+    with pytest.raises(ConnectorError) as failed:
+        await p.run_async()
+    message = str(failed.value)
+    assert message.startswith(f"{who} could not connect to Kafka at {servers}: "
+                              "KafkaConnectionError: Unable to bootstrap"), message
+    assert "Check that a broker is running there" in message
+    assert isinstance(failed.value, ConnectionError)
+    assert not isinstance(failed.value, sl.StreamletConfigError)  # a restart may help
+    # the client that failed to start was stopped: collected, it does not complain
+    del failed
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        gc.collect()
+        await asyncio.sleep(0)
+    assert "Unclosed" not in caplog.text

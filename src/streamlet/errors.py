@@ -9,6 +9,8 @@
     │                                           or a record without one in event time
     ├── StateAccessError (RuntimeError)         keyed state used where there is no current key
     ├── SourceError                             a source failed while reading; the cause is chained
+    ├── ConnectorError (ConnectionError)        a source or sink could not reach the system
+    │                                           it reads or writes (a Kafka broker)
     ├── CheckpointError                         a checkpoint that cannot be written, read or used
     ├── UserFunctionError                       a user function raised; the cause is chained
     │   └── OperatorTimeoutError (TimeoutError) an async user function ran past its timeout
@@ -98,6 +100,13 @@ class SourceError(StreamletError):
         self.source = source
         self.position = position
         super().__init__(f"source {source!r}, {position}: {type(cause).__name__}: {cause}")
+
+
+class ConnectorError(StreamletError, ConnectionError):
+    """A source or sink could not start its client for the system it reads or
+    writes (no broker at the address given, a refused login); the client's own
+    error is the ``__cause__``. It is not a mistake in the pipeline, so a
+    restart strategy retries it."""
 
 
 class InvalidTimestampError(StreamletError, TypeError):

@@ -37,12 +37,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from streamlet.core.batch import Batch
 from streamlet.core.operator import DeadLetter, Operator
 from streamlet.core.source import Source, SourceReader
-from streamlet.errors import SourceError, StreamletConfigError, short_repr
+from streamlet.errors import ConnectorError, SourceError, StreamletConfigError, short_repr
 
 log = logging.getLogger("streamlet.kafka")
 
@@ -78,6 +79,31 @@ def serializer(fmt: Format | None, what: str) -> Callable[[Any], bytes | None]:
         return fmt
     raise StreamletConfigError(
         f"{what}={fmt!r}: use one of {', '.join(FORMATS)} or a function returning bytes")
+
+
+async def start_client(client: AIOKafkaConsumer | AIOKafkaProducer, who: str,
+                       servers: str) -> None:
+    """Start an aiokafka client, or stop it again and say who could not reach
+    what: a client whose start failed still holds its connections, and would
+    only complain about them when it is collected ("Unclosed AIOKafkaConsumer")."""
+    try:
+        await client.start()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        if not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, KafkaConnectionError):
+            advice = ("Check that a broker is running there and that bootstrap_servers "
+                      "names it")
+        else:
+            advice = "Check bootstrap_servers and the client options given with it"
+        detail = str(exc)
+        if not detail.startswith(type(exc).__name__):  # aiokafka's often name themselves
+            detail = f"{type(exc).__name__}: {detail}"
+        raise ConnectorError(
+            f"{who} could not connect to Kafka at {servers}: {detail}. "
+            f"{advice}; a job with a restart strategy tries again.") from exc
 
 
 def owns_partition(topic: str, partition: int, subtask: int, parallelism: int) -> bool:
@@ -201,16 +227,18 @@ class KafkaReader(SourceReader):
             bootstrap_servers=source.bootstrap_servers, group_id=source.group_id,
             enable_auto_commit=False, isolation_level="read_committed",
             auto_offset_reset="earliest", **source.client_options)
-        await consumer.start()
+        await start_client(consumer, f"source {self.name!r}", source.bootstrap_servers)
         self._consumer = consumer
         await self._assign(await self._partitions())
         if source.bounded:
             self._ends = await consumer.end_offsets(list(self.offsets))
         if source.dead_letter_topic is not None:
-            self._dead_letters = AIOKafkaProducer(
+            dead_letters = AIOKafkaProducer(
                 bootstrap_servers=source.bootstrap_servers, acks="all",
                 **{k: v for k, v in source.client_options.items() if k in _SHARED_OPTIONS})
-            await self._dead_letters.start()
+            await start_client(dead_letters, f"source {self.name!r} (its dead-letter "
+                               f"topic {source.dead_letter_topic!r})", source.bootstrap_servers)
+            self._dead_letters = dead_letters
         log.info("source %r reads %s from %s (partitions: %d%s)%s", self.name,
                  source.topics, source.bootstrap_servers, len(self.offsets),
                  "" if self._parallelism == 1
@@ -395,7 +423,7 @@ class KafkaSinkOperator(Operator):
         if self.producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers,
                                         acks="all", **self.client_options)
-            await producer.start()
+            await start_client(producer, f"sink {self.name!r}", self.bootstrap_servers)
             self.producer = producer
         return self.producer
 

@@ -43,7 +43,7 @@ from streamlet.core.operator import Acknowledge, OperatorContext
 from streamlet.errors import CheckpointError
 from streamlet.state.snapshots import OperatorState, dumps, loads
 
-from .kafka import _SHARED_OPTIONS, Format, KafkaSinkOperator, Record
+from .kafka import _SHARED_OPTIONS, Format, KafkaSinkOperator, Record, start_client
 
 log = logging.getLogger("streamlet.kafka")
 
@@ -90,7 +90,7 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
                                         **options)
             # starting fences every earlier producer with this transactional.id
             # and aborts the transaction it left open (or finishes its commit)
-            await producer.start()
+            await start_client(producer, f"sink {self.name!r}", self.bootstrap_servers)
             self.producer = producer
             if not self.checkpointing:
                 log.warning("sink %r: delivery='exactly-once' without checkpointing: its "
@@ -125,7 +125,8 @@ class ExactlyOnceKafkaSink(KafkaSinkOperator):
             bootstrap_servers=self.bootstrap_servers, group_id=self.transactional_id,
             enable_auto_commit=False,
             **{k: v for k, v in self.client_options.items() if k in _SHARED_OPTIONS})
-        await consumer.start()
+        await start_client(consumer, f"sink {self.name!r} (reading its commit marker)",
+                           self.bootstrap_servers)
         try:
             committed: int | None = await consumer.committed(self.marker)
             return committed
