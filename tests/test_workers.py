@@ -309,6 +309,44 @@ def test_functions_sent_by_value_keep_their_code_whole() -> None:
     assert pickle.loads(_by_value(odd))() == Fraction(7)
 
 
+class Landing(list[Any]):
+    """A partition that leaves a file named after the process it is unpickled in."""
+
+    def __init__(self, items: Any, name: str, directory: str) -> None:
+        super().__init__(items)
+        self.name = name
+        self.directory = directory
+
+    def __reduce__(self) -> Any:
+        return _landed, (list(self), self.name, self.directory)
+
+
+def _landed(items: list[Any], name: str, directory: str) -> Landing:
+    Path(directory, f"{name}-{os.getpid()}").touch()
+    return Landing(items, name, directory)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_each_worker_is_sent_only_the_partitions_it_reads(tmp_path: Path, workers: int) -> None:
+    pipeline = sl.Pipeline("landing", workers=workers)
+    parts = [Landing(range(p * 100, p * 100 + 50), f"p{p}", str(tmp_path)) for p in range(5)]
+    out = pipeline.from_partitions(parts).map(lambda x: x * 2).collect()
+    pipeline.run()
+    assert sorted(out) == [2 * x for p in range(5) for x in range(p * 100, p * 100 + 50)]
+    landed = {}
+    for marker in tmp_path.iterdir():
+        name, pid = marker.name.split("-")
+        assert name not in landed, f"{name} was unpickled in two processes"
+        landed[name] = int(pid)
+    assert sorted(landed) == [f"p{p}" for p in range(5)]  # each in one process only
+    assert os.getpid() not in landed.values()
+    # partition p went to worker p % workers, and to no other
+    by_worker = {p % workers: landed[f"p{p}"] for p in range(5)}
+    for p in range(5):
+        assert landed[f"p{p}"] == by_worker[p % workers]
+    assert len(set(by_worker.values())) == workers
+
+
 def test_streamlet_run_workers_runs_a_module_pipeline_on_workers(tmp_path: Path) -> None:
     module = tmp_path / "byworkers.py"
     module.write_text(

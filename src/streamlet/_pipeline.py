@@ -11,7 +11,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._stream import Stream
-from .connectors.collections import AsyncIterableReader, IterableReader, PartitionsReader
+from .connectors.collections import (
+    AsyncIterableReader,
+    IterableReader,
+    Partitions,
+    PartitionsReader,
+)
 from .core.checkpoints import Checkpointing
 from .core.graph import Graph
 from .core.health import HealthEndpoint
@@ -197,7 +202,7 @@ class Pipeline:
             raise StreamletConfigError(
                 f"from_partitions() takes a list of iterables (one per partition), not "
                 f"{partitions!r:.80}")
-        parts = list(partitions)
+        parts = Partitions(partitions)
         size = self.settings.batch_size
 
         def make(node_name: str) -> SourceReader:

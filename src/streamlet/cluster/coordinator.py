@@ -29,6 +29,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamlet._locate import PipelineNotFoundError, locate
+from streamlet.connectors.collections import Partitions
 from streamlet.core.channels import ChannelStatistics
 from streamlet.core.checkpoints import CheckpointCoordinator, Participant, _Pending
 from streamlet.core.endpoint import ControlEndpoint, serve_savepoints
@@ -84,11 +85,12 @@ class ClusterCheckpoints(CheckpointCoordinator):
                         self.max_parallelism, operators, bases)
 
 
-def transport(pipeline: Pipeline) -> str | bytes:
+def transport(pipeline: Pipeline) -> str | list[bytes]:
     """How the pipeline reaches the worker processes: the ``module:attribute``
     they import it from, when it lives in an importable module; otherwise (a
     pipeline built in the script being run, in a function, in a test) the
-    pipeline itself, pickled by value with its functions. A script's
+    pipeline itself, pickled by value with its functions, for each worker
+    apart (each gets only the ``from_partitions`` partitions it reads). A script's
     pipeline travels by value even though the script could be run again:
     names assigned under ``if __name__ == "__main__"`` would not be there."""
     try:
@@ -100,7 +102,8 @@ def transport(pipeline: Pipeline) -> str | bytes:
             return target
         not_found = f"it lives in the script being run ({target})"
     try:
-        data = _by_value(pipeline)
+        workers = pipeline.settings.workers
+        data = [_by_value(pipeline, (worker, workers)) for worker in range(workers)]
     except Exception as exc:
         if target is not None:
             return target  # the script, run again in each worker, may build it
@@ -115,15 +118,19 @@ def transport(pipeline: Pipeline) -> str | bytes:
     return data
 
 
-def _by_value(value: Any) -> bytes:
-    """cloudpickle, except that code keeps its file name. cloudpickle writes
-    ``<dynamic-code>`` instead (for payloads that do not depend on where a
-    function was defined), and then a worker's traceback would not name the
-    user's file, nor show its lines; marshal keeps a code object whole."""
+def _by_value(value: Any, share: tuple[int, int] | None = None) -> bytes:
+    """cloudpickle, except that code keeps its file name, and that for worker
+    ``i`` of ``n`` (``share``) partitions only come along where ``i`` reads
+    them. cloudpickle writes ``<dynamic-code>`` as a code object's file name
+    (for payloads that do not depend on where a function was defined), and
+    then a worker's traceback would not name the user's file, nor show its
+    lines; marshal keeps a code object whole."""
     import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415  # only then
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is Partitions and share is not None:
+                return Partitions, (obj.for_worker(*share),)
             if type(obj) is CodeType:
                 try:
                     return marshal.loads, (marshal.dumps(obj),)

@@ -128,8 +128,12 @@ def _log_like_the_coordinator(index: int, levels: dict[str, int] | None) -> None
             logging.getLogger(name).setLevel(level)
 
 
-def describe_target(target: str | bytes) -> str:
-    return target if isinstance(target, str) else f"<pipeline sent by value, {len(target)} bytes>"
+def describe_target(target: str | bytes | list[bytes]) -> str:
+    if isinstance(target, str):
+        return target
+    sizes = [len(target)] if isinstance(target, bytes) else [len(t) for t in target]
+    each = f"{sizes[0]}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+    return f"<pipeline sent by value, {each} bytes to each worker>"
 
 
 def load_target(target: str | bytes) -> Pipeline:

@@ -22,6 +22,34 @@ from streamlet.core.source import SourceReader
 from streamlet.errors import CheckpointError, SourceError
 
 
+def reads_partition(partition: int, subtask: int, parallelism: int) -> bool:
+    """Whether subtask ``subtask`` of ``parallelism`` reads ``partition``."""
+    return partition % parallelism == subtask
+
+
+class Partitions(list[Any]):
+    """``from_partitions``' partitions. A pipeline sent to its workers by value
+    sends each worker only the partitions it reads (``for_worker``): with every
+    partition in every worker, N workers would hold N copies of the input."""
+
+    def for_worker(self, worker: int, workers: int) -> list[Any]:
+        return [p if reads_partition(i, worker, workers) else ReadElsewhere(i)
+                for i, p in enumerate(self)]
+
+
+class ReadElsewhere:
+    """In a worker, the place of a partition that another worker reads."""
+
+    __slots__ = ("partition",)
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    def __iter__(self) -> Iterator[Any]:
+        raise RuntimeError(f"partition {self.partition} was sent only to the worker that "
+                           "reads it, and this worker does not")
+
+
 def _after(count: int) -> str:
     return f"after {count} record{'' if count == 1 else 's'}"
 
@@ -183,10 +211,12 @@ class PartitionsReader(SourceReader):
         self._announce: deque[int] = deque()
 
     def reads_on(self, subtask: int, parallelism: int) -> bool:
-        return any(p % parallelism == subtask for p in range(len(self._partitions)))
+        return any(reads_partition(p, subtask, parallelism)
+                   for p in range(len(self._partitions)))
 
     def assign(self, subtask: int, parallelism: int) -> bool:
-        self._owned = [p for p in range(len(self._partitions)) if p % parallelism == subtask]
+        self._owned = [p for p in range(len(self._partitions))
+                       if reads_partition(p, subtask, parallelism)]
         self._positions = {p: self._restored.get(p, 0) for p in self._owned}
         return bool(self._owned)
 
