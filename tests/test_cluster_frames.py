@@ -135,19 +135,30 @@ async def test_many_batches_arrive_in_order_on_each_of_two_channels(
     assert not path.exists()
 
 
-async def test_a_slow_consumer_holds_the_sender_at_capacity(
-        sockets: Path, peers: list[Peer]) -> None:
-    capacity, n = 3, 12
+@contextlib.asynccontextmanager
+async def held_at_capacity(sockets: Path, peers: list[Peer], capacity: int, n: int
+                           ) -> AsyncIterator[tuple[Peer, frames.FrameReceiver]]:
+    """A peer sending ``n`` frames to a receiver of ``capacity``, once it has
+    spent its credits and found none (nothing was taken yet)."""
     server = await FrameServer.start(sockets / "s.sock", SECRET, capacity=capacity)
     try:
         peer = await Peer.start("slow", sockets / "s.sock", n)
         peers.append(peer)
         receiver = await guarded(server.accept())
-        # the sender spends its credits, then finds none: nothing was taken yet
         for i in range(capacity):
             assert await peer.line() == f"sent {i} blocked_sends=0"
         assert await peer.line() == f"blocked {capacity}"
-        # each frame taken returns one credit, which lets exactly one more send through
+        yield peer, receiver
+    finally:
+        await server.close()
+
+
+async def test_a_slow_consumer_holds_the_sender_at_capacity(
+        sockets: Path, peers: list[Peer]) -> None:
+    capacity, n = 3, 12
+    async with held_at_capacity(sockets, peers, capacity, n) as (peer, receiver):
+        # at capacity 3 (half of it rounds down to 1) each frame taken returns one
+        # credit, which lets exactly one more send through
         for i in range(capacity, n):
             frame = await guarded(receiver.receive())
             assert frame == (1, b"%d" % (i - capacity))
@@ -167,8 +178,29 @@ async def test_a_slow_consumer_holds_the_sender_at_capacity(
         with pytest.raises(StopAsyncIteration):
             await receiver.__anext__()
         await receiver.close()
-    finally:
-        await server.close()
+
+
+async def test_credits_go_back_in_halves_of_the_capacity(
+        sockets: Path, peers: list[Peer]) -> None:
+    capacity, n = 4, 10
+    async with held_at_capacity(sockets, peers, capacity, n) as (peer, receiver):
+        sent = capacity
+        for taken in range(n):
+            assert await guarded(receiver.receive()) == (1, b"%d" % taken)
+            stats = receiver.statistics()
+            assert stats.buffered + stats.credits_outstanding <= capacity
+            if taken % 2 == 0:  # one frame taken: no credit back yet
+                assert stats.credits_outstanding == 0
+                continue
+            if sent == n:
+                continue
+            assert stats.credits_outstanding == 2  # two taken: two credits, in one frame
+            for i in (sent, sent + 1):
+                assert await peer.line() == f"sent {i} blocked_sends={i // 2 - 1}"
+            sent += 2
+            assert await peer.line() == (f"blocked {sent}" if sent < n else "done")
+        assert await guarded(receiver.receive()) is None
+        await receiver.close()
 
 
 async def test_a_wrong_secret_is_refused_on_both_sides(sockets: Path, peers: list[Peer]) -> None:
