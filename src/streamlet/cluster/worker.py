@@ -128,10 +128,11 @@ def _log_like_the_coordinator(index: int, levels: dict[str, int] | None) -> None
             logging.getLogger(name).setLevel(level)
 
 
-def describe_target(target: str | bytes | list[bytes]) -> str:
+def describe_target(target: str | list[bytes]) -> str:
+    """The target as errors name it: ``'module:attribute'``, or the sizes sent."""
     if isinstance(target, str):
-        return target
-    sizes = [len(target)] if isinstance(target, bytes) else [len(t) for t in target]
+        return repr(target)
+    sizes = [len(t) for t in target]
     each = f"{sizes[0]}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
     return f"<pipeline sent by value, {each} bytes to each worker>"
 

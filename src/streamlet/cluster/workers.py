@@ -216,14 +216,14 @@ class WorkerPool:
     ``async with await WorkerPool.launch(target, 3, fingerprint=...) as pool:``
     """
 
-    def __init__(self, target: str | bytes | list[bytes], workers: int, fingerprint: str,
+    def __init__(self, target: str | list[bytes], workers: int, fingerprint: str,
                  settings: WorkerSettings, max_parallelism: int) -> None:
         if not isinstance(workers, int) or not 1 <= workers <= max_parallelism:
             raise StreamletConfigError(
                 f"workers must be from 1 to max_parallelism ({max_parallelism}), "
                 f"got {workers!r}")
         self.target = target
-        self.described = repr(target) if isinstance(target, str) else describe_target(target)
+        self.described = describe_target(target)
         self.on_message: Callable[[int, Any], None] | None = None
         self.size = workers
         self.fingerprint = fingerprint
@@ -245,13 +245,13 @@ class WorkerPool:
     # -- starting ----------------------------------------------------------------------
 
     @classmethod
-    async def launch(cls, target: str | bytes | list[bytes], workers: int, *, fingerprint: str,
+    async def launch(cls, target: str | list[bytes], workers: int, *, fingerprint: str,
                      settings: WorkerSettings | None = None,
                      max_parallelism: int = DEFAULT_MAX_PARALLELISM,
                      on_message: Callable[[int, Any], None] | None = None) -> WorkerPool:
         """Start ``workers`` processes running ``target`` (``module:attribute``, as
-        from ``streamlet._locate.locate``, or the pipeline pickled by value: the
-        same bytes for all, or a list of each worker's), wait until each said hello with
+        from ``streamlet._locate.locate``, or each worker's pickle of the pipeline
+        by value, from ``coordinator.transport``), wait until each said hello with
         ``fingerprint`` (``control.plan_fingerprint`` of the coordinator's
         pipeline) and was deployed. On any failure every process started is
         stopped before the error is raised."""
@@ -272,7 +272,7 @@ class WorkerPool:
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
         context = multiprocessing.get_context("spawn")
         for index in range(self.size):
-            target = self.target if not isinstance(self.target, list) else self.target[index]
+            target = self.target if isinstance(self.target, str) else self.target[index]
             args = WorkerArgs(index, self.size, target, str(self._directory),
                               self.settings.heartbeat_interval, self.settings.start_timeout,
                               logging_to_share())
